@@ -1,0 +1,1 @@
+"""Connectors: read a SIS and yield canonical records; they never write anywhere."""

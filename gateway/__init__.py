@@ -1,0 +1,1 @@
+"""Core of the read-only SIS gateway: settings, models, engines, keys, access rules, audit."""

@@ -1,0 +1,199 @@
+"""The append-only, hash-chained audit trail (DESIGN.md, "Audit trail").
+
+Each entry's hash is an HMAC, under the audit key named by the entry, of its own fields,
+its id and the previous entry's hash; so an edit, a removal or a swap breaks the chain.
+Appends are serialized (PostgreSQL advisory transaction lock; SQLite BEGIN IMMEDIATE),
+and after each the new head is written to a checkpoint file outside the database, so
+removing the newest entries is detected too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, text
+
+from gateway.dbtypes import utcnow
+from gateway.keys import KeyRing
+from gateway.portal import AuditEntry
+
+GENESIS = "0" * 64
+ADVISORY_LOCK_ID = 0x6761_7564  # "gaud": one chain per portal database
+CHAINED_FIELDS = ("at", "action", "actor_user_id", "actor_role", "source_system",
+                  "student_source_id", "target", "ip", "detail", "key_id")
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened, by whom, to which student; never a password or a record's content."""
+
+    action: str
+    actor_user_id: int | None = None
+    actor_role: str | None = None
+    source_system: str | None = None
+    student_source_id: str | None = None
+    target: str | None = None
+    ip: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+def append(engine: Engine, ring: KeyRing, checkpoint: Path, event: Event, at: dt.datetime | None = None) -> int:
+    """Append one entry in its own transaction and return its id.
+
+    Call it after committing the change it records: it opens its own connection.
+    """
+    with engine.connect() as connection:
+        _serialize(connection)
+        head = connection.execute(
+            select(AuditEntry.id, AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
+        ).first()
+        entry_id, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        fields = _fields(event, at or utcnow(), ring.active)
+        entry_hash = _hash(ring.active_key, entry_id, prev_hash, fields)
+        connection.execute(
+            insert(AuditEntry).values(id=entry_id, prev_hash=prev_hash, entry_hash=entry_hash, **fields)
+        )
+        connection.commit()
+    write_checkpoint(checkpoint, entry_id, entry_hash)
+    return entry_id
+
+
+def _serialize(connection: Connection) -> None:
+    """Take the chain's write lock before reading its head (one chain, many workers)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+    else:
+        # Read by the begin listener of gateway.db: the transaction takes SQLite's write lock.
+        connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+
+
+def _fields(event: Event, at: dt.datetime, key_id: str) -> dict[str, Any]:
+    return {
+        "at": at, "action": event.action, "actor_user_id": event.actor_user_id,
+        "actor_role": event.actor_role, "source_system": event.source_system,
+        "student_source_id": event.student_source_id, "target": event.target,
+        "ip": event.ip, "detail": dict(event.detail or {}), "key_id": key_id,
+    }
+
+
+def _hash(key: bytes, entry_id: int, prev_hash: str, fields: Mapping[str, Any]) -> str:
+    at = fields["at"].astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+    material = [entry_id, prev_hash, *[at if name == "at" else fields[name] for name in CHAINED_FIELDS]]
+    payload = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def write_checkpoint(path: Path, entry_id: int, entry_hash: str) -> None:
+    """Record the newest head outside the database; never move it backwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        current = _parse_checkpoint(handle.read())
+        if current is None or current[0] < entry_id:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"id": entry_id, "hash": entry_hash}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def read_checkpoint(path: Path) -> tuple[int, str] | None:
+    try:
+        return _parse_checkpoint(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _parse_checkpoint(text_value: str) -> tuple[int, str] | None:
+    if not text_value.strip():
+        return None
+    data = json.loads(text_value)
+    return int(data["id"]), str(data["hash"])
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    problem: str | None = None
+    entry_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "problem": self.problem, "entry_id": self.entry_id}
+
+
+def verify(engine: Engine, ring: KeyRing, checkpoint: Path) -> Verification:
+    """Check the whole chain, then the checkpoint; report the first problem found."""
+    expected_id, prev_hash, checked = 1, GENESIS, 0
+    with engine.connect() as connection:
+        for entry in _entries(connection):
+            problem = _check_entry(entry, expected_id, prev_hash, ring)
+            if problem:
+                return Verification(False, checked, problem, entry["id"])
+            expected_id, prev_hash, checked = entry["id"] + 1, entry["entry_hash"], checked + 1
+        head_hashes = {row.id: row.entry_hash for row in _checkpoint_rows(connection, checkpoint)}
+    return _check_checkpoint(checkpoint, checked, head_hashes)
+
+
+def _entries(connection: Connection, batch: int = 5000) -> Iterator[Mapping[str, Any]]:
+    last = 0
+    while True:
+        rows = connection.execute(
+            select(AuditEntry.__table__).where(AuditEntry.id > last).order_by(AuditEntry.id).limit(batch)
+        ).mappings().all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1]["id"]
+
+
+def _check_entry(entry: Mapping[str, Any], expected_id: int, prev_hash: str, ring: KeyRing) -> str | None:
+    if entry["id"] != expected_id:
+        return f"entries {expected_id}..{entry['id'] - 1} are missing"
+    if entry["prev_hash"] != prev_hash:
+        return f"entry {entry['id']} does not follow entry {expected_id - 1} (removed or reordered)"
+    key = ring.keys.get(entry["key_id"])
+    if key is None:
+        return f"entry {entry['id']} names audit key {entry['key_id']!r}, which the key ring lacks"
+    fields = {name: entry[name] for name in CHAINED_FIELDS}
+    if not hmac.compare_digest(_hash(key, entry["id"], entry["prev_hash"], fields), entry["entry_hash"]):
+        return f"entry {entry['id']} was altered"
+    return None
+
+
+def _checkpoint_rows(connection: Connection, checkpoint: Path) -> Any:
+    mark = read_checkpoint(checkpoint)
+    if mark is None:
+        return []
+    return connection.execute(select(AuditEntry.id, AuditEntry.entry_hash).where(AuditEntry.id == mark[0])).all()
+
+
+def _check_checkpoint(checkpoint: Path, checked: int, head_hashes: Mapping[int, str]) -> Verification:
+    mark = read_checkpoint(checkpoint)
+    if mark is None:
+        if checked:
+            return Verification(False, checked, f"checkpoint file {checkpoint} is missing")
+        return Verification(True, 0)
+    mark_id, mark_hash = mark
+    if mark_id > checked:
+        return Verification(False, checked, f"the newest entries were removed: checkpoint names entry {mark_id}, the chain ends at {checked}", mark_id)
+    if head_hashes.get(mark_id) != mark_hash:
+        return Verification(False, checked, f"entry {mark_id} differs from the checkpoint", mark_id)
+    return Verification(True, checked)
+
+
+def rotate_key(engine: Engine, ring: KeyRing, checkpoint: Path) -> KeyRing:
+    """Start a new chain segment: the old key signs an entry naming the new key's id."""
+    new_ring = ring.rotated()
+    append(engine, ring, checkpoint, Event("audit.key_rotated", detail={"new_key_id": new_ring.active}))
+    return new_ring

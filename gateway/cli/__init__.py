@@ -1,0 +1,76 @@
+"""The ``gateway`` command: the composition root that wires core, connectors, sync and web.
+
+Core modules never import connectors, sync or web; commands here may, inside their
+bodies, so importing the CLI stays cheap and the import contracts stay visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.errors import GatewayError
+from gateway.settings import Settings, load_settings
+
+
+class Context:
+    """What every command shares: the config path, and settings read once on demand."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+class GatewayGroup(click.Group):
+    """Turns a ``GatewayError`` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GatewayError as error:
+            click.echo(f"gateway: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    """Print a status report as one JSON object, or as text for a person."""
+    click.echo(json.dumps(data, sort_keys=True, default=str) if as_json else text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+@click.group(cls=GatewayGroup)
+@click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), envvar="GATEWAY_CONFIG",
+    help="The instance's TOML file (default: $GATEWAY_CONFIG).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Read-only sync gateway over a school district's SIS."""
+    # Databases, mail outbox and checkpoint may hold personal data: owner-only files.
+    os.umask(0o077)
+    ctx.obj = Context(config)
+
+
+def _register() -> None:
+    from gateway.cli import db, demo, instance, keys, serve
+
+    for module in (instance, db, keys, serve, demo):
+        module.register(main)
+
+
+_register()

@@ -1,0 +1,106 @@
+"""Engines and sessions for the two databases.
+
+- The replica has two engines: a read-write one that only sync uses, and a read-only
+  one for the web, refused writes at three layers (the driver or session, the role,
+  and the statement guard).
+- SQLite runs in WAL mode so pages keep reading while a sync writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.settings import check_database_url
+from gateway.sqlguard import check_read_only
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_rw_engine(url: str, **kwargs: Any) -> Engine:
+    """A read-write engine (the portal, and the replica for sync only)."""
+    parsed = check_database_url("url", url)
+    if parsed.get_backend_name() == "sqlite":
+        _ensure_parent(parsed.database)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        event.listen(engine, "connect", _sqlite_writer_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(_with_driver(parsed), pool_pre_ping=True, **kwargs)
+
+
+def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
+    """A read-only engine: SQLite ``mode=ro``; PostgreSQL read-only transactions; a guard."""
+    parsed = check_database_url("url", url)
+    if parsed.get_backend_name() == "sqlite":
+        path = quote(str(Path(parsed.database or "").resolve()))
+        ro_url = URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+        engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        event.listen(engine, "connect", _sqlite_reader_pragmas)
+    else:
+        options = "-c default_transaction_read_only=on"
+        engine = create_engine(_with_driver(parsed), pool_pre_ping=True, connect_args={"options": options}, **kwargs)
+    if guard:
+        install_statement_guard(engine)
+    return engine
+
+
+def install_statement_guard(engine: Engine) -> None:
+    """Check every statement before it is sent (see ``gateway.sqlguard``)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        check_read_only(statement)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def immediate(session: Session) -> Iterator[Session]:
+    """A transaction that takes SQLite's write lock at BEGIN (no-op elsewhere).
+
+    Serializes writers that must read-then-write consistently (the audit chain, locks)
+    without the "database is locked" upgrade failures of deferred transactions.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    yield session
+
+
+def _with_driver(parsed: URL) -> URL:
+    # A bare postgresql:// would pick psycopg2, which the gateway does not install.
+    return parsed.set(drivername="postgresql+psycopg") if parsed.drivername == "postgresql" else parsed
+
+
+def _ensure_parent(database: str | None) -> None:
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))

@@ -1,0 +1,100 @@
+"""The one error hierarchy of the gateway.
+
+Every error keeps the inputs that caused it and its message says what to change, in
+one line, so the CLI can print ``str(error)`` and exit with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(GatewayError):
+    """A configuration key is missing, unknown or has a value that cannot be used."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, problem: str, hint: str = "") -> None:
+        self.key = key
+        self.problem = problem
+        self.hint = hint
+        message = f"config {key}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class MissingSecret(ConfigError):
+    """A secret has neither an environment variable nor a key file."""
+
+    def __init__(self, name: str, env_var: str, path: str) -> None:
+        self.name = name
+        self.env_var = env_var
+        self.path = path
+        super().__init__(
+            f"secret {name}",
+            "is not set",
+            f"set {env_var} or create {path} (gateway init creates the instance keys)",
+        )
+
+
+class UnknownPlugin(GatewayError):
+    """A plug-in (connector kind, mapping, key kind, ...) was asked for by an unknown name."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, name: str, valid: Iterable[str]) -> None:
+        self.what = what
+        self.name = name
+        self.valid = sorted(valid)
+        super().__init__(
+            f"unknown {what} {name!r}; valid names: {', '.join(self.valid) or '(none)'}"
+        )
+
+
+class ReadOnlyViolation(GatewayError):
+    """A statement other than a read was about to be sent on a read-only connection."""
+
+    def __init__(self, statement: str, reason: str) -> None:
+        self.statement = statement
+        self.reason = reason
+        short = " ".join(statement.split())[:120]
+        super().__init__(f"refused on a read-only connection ({reason}): {short}")
+
+
+class KeyringError(GatewayError):
+    """A key file or key ring cannot be read or used."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"key ring {name}: {problem}")
+
+
+class DecryptionError(GatewayError):
+    """A stored value cannot be decrypted: wrong key, unknown key id, or tampering."""
+
+    def __init__(self, context: str, key_id: str | None) -> None:
+        self.context = context
+        self.key_id = key_id
+        super().__init__(
+            f"cannot decrypt {context} (key id {key_id!r}); restore the key file that "
+            "holds that key id, or re-sync the replica from the source"
+        )
+
+
+class LockHeld(GatewayError):
+    """Another process holds the lock (a sync run or a key rotation is under way)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+    def __init__(self, name: str, holder: str) -> None:
+        self.name = name
+        self.holder = holder
+        super().__init__(f"{name} is already running (held by {holder}); try again when it ends")

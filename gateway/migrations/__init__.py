@@ -1,0 +1,1 @@
+"""Alembic environments: ``replica/`` and ``portal/``, one head each."""

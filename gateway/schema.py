@@ -1,0 +1,57 @@
+"""What each replica column is: the one place sync, key rotation and auditors read it from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Column, Table
+
+from gateway.crypto import FieldCipher
+from gateway.dbtypes import BLIND_INDEX, ENCRYPTED, LINEAGE, PLAIN, REFERENCE
+from gateway.replica import CANONICAL_TABLES, ReplicaBase
+
+STORAGE_CLASSES = (PLAIN, ENCRYPTED, BLIND_INDEX, LINEAGE, REFERENCE)
+
+
+def canonical_tables() -> dict[str, Table]:
+    """Every canonical replica table by name, in dependency order."""
+    return {model.__tablename__: model.__table__ for model in CANONICAL_TABLES}  # type: ignore[misc]
+
+
+def storage(column: Column[Any]) -> str:
+    return str(column.info["storage"])
+
+
+def columns_of(table: Table, *kinds: str) -> list[Column[Any]]:
+    return [column for column in table.columns if storage(column) in kinds]
+
+
+def hashed_columns(table: Table) -> list[str]:
+    """The columns whose plaintext the row hash covers (what the source said)."""
+    return [column.name for column in columns_of(table, PLAIN, ENCRYPTED)]
+
+
+def encryption_context(table: str, column: str) -> str:
+    """Associated data binding a ciphertext to its column."""
+    return f"{table}.{column}"
+
+
+def plaintext_of(table: Table, row: Mapping[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+    """A stored row's canonical plaintext: encrypted columns decrypted, lineage left out."""
+    values = {}
+    for name in hashed_columns(table):
+        value = row[name]
+        if storage(table.columns[name]) == ENCRYPTED:
+            value = cipher.decrypt_optional(value, encryption_context(table.name, name))
+        values[name] = value
+    return values
+
+
+def blind_index_sources(table: Table) -> dict[str, str]:
+    """Blind-index columns mapped to the column whose value they index."""
+    return {column.name: str(column.info["of"]) for column in columns_of(table, BLIND_INDEX)}
+
+
+def all_tables() -> dict[str, Table]:
+    return dict(ReplicaBase.metadata.tables)

@@ -1,0 +1,1 @@
+"""Sync: validate, sanitize, diff and publish connector records into the replica."""

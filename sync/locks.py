@@ -1,0 +1,82 @@
+"""One run per connector at a time, across processes and hosts: a lease in the portal DB.
+
+A lease is a row naming its holder and an expiry. Taking it is one atomic statement
+(an INSERT, or an UPDATE of an expired row), so two schedulers on two hosts cannot both
+win; a holder that dies stops renewing and its lease lapses after the TTL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+from types import TracebackType
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.dbtypes import utcnow
+from gateway.errors import LockHeld
+from gateway.portal import Lock
+
+
+def sync_lock_name(connector: str) -> str:
+    return f"sync:{connector}"
+
+
+def new_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Lease:
+    """``with Lease(engine, name, ttl):`` holds ``name`` or raises ``LockHeld`` at once."""
+
+    def __init__(self, engine: Engine, name: str, ttl_seconds: int, holder: str | None = None) -> None:
+        self.engine = engine
+        self.name = name
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.holder = holder or new_holder()
+
+    def acquire(self) -> None:
+        now = utcnow()
+        with self.engine.connect() as connection:
+            connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            taken = connection.execute(
+                update(Lock)
+                .where(Lock.name == self.name, Lock.expires_at < now)
+                .values(holder=self.holder, acquired_at=now, expires_at=now + self.ttl)
+            ).rowcount
+            if not taken:
+                try:
+                    connection.execute(
+                        insert(Lock).values(name=self.name, holder=self.holder, acquired_at=now, expires_at=now + self.ttl)
+                    )
+                except IntegrityError:
+                    connection.rollback()
+                    raise LockHeld(self.name, self.current_holder() or "another process") from None
+            connection.commit()
+
+    def renew(self) -> None:
+        """Push the expiry forward; raises ``LockHeld`` if the lease was lost meanwhile."""
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                update(Lock).where(Lock.name == self.name, Lock.holder == self.holder).values(expires_at=utcnow() + self.ttl)
+            ).rowcount
+        if not renewed:
+            raise LockHeld(self.name, self.current_holder() or "nobody (it lapsed)")
+
+    def release(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(Lock).where(Lock.name == self.name, Lock.holder == self.holder))
+
+    def current_holder(self) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(select(Lock.holder).where(Lock.name == self.name)).scalar()
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,102 @@
+"""The hash-chained audit trail: appends from many workers, and every kind of tampering found."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, text, update
+
+from gateway import audit
+from gateway.db import create_rw_engine
+from gateway.keys import load_keyring
+from gateway.portal import AuditEntry
+from gateway.settings import Settings
+
+
+def fill(settings: Settings, count: int) -> None:
+    engine = create_rw_engine(settings.portal.url)
+    ring = load_keyring(settings, "audit")
+    for number in range(count):
+        audit.append(engine, ring, settings.audit.checkpoint_file,
+                     audit.Event("record.view", actor_user_id=number, student_source_id=f"s{number}", ip="10.0.0.1"))
+    engine.dispose()
+
+
+def verify(settings: Settings) -> audit.Verification:
+    return audit.verify(create_rw_engine(settings.portal.url), load_keyring(settings, "audit"), settings.audit.checkpoint_file)
+
+
+def tamper(settings: Settings, statement: object) -> None:
+    engine = create_rw_engine(settings.portal.url)
+    with engine.begin() as connection:
+        connection.execute(statement)  # type: ignore[call-overload]
+
+
+def test_an_untouched_trail_verifies(any_instance: Settings) -> None:
+    fill(any_instance, 12)
+    assert verify(any_instance) == audit.Verification(True, 12)
+
+
+def test_an_edited_entry_is_named(any_instance: Settings) -> None:
+    fill(any_instance, 12)
+    tamper(any_instance, update(AuditEntry).where(AuditEntry.id == 5).values(student_source_id="someone-else"))
+    result = verify(any_instance)
+    assert not result.ok and result.entry_id == 5 and "altered" in (result.problem or "")
+
+
+def test_a_deleted_entry_is_named(any_instance: Settings) -> None:
+    fill(any_instance, 12)
+    tamper(any_instance, delete(AuditEntry).where(AuditEntry.id == 7))
+    result = verify(any_instance)
+    assert not result.ok and "7..7 are missing" in (result.problem or "")
+
+
+def test_two_swapped_entries_are_found(any_instance: Settings) -> None:
+    fill(any_instance, 12)
+    engine = create_rw_engine(any_instance.portal.url)
+    with engine.begin() as connection:  # swap ids 3 and 4 through a free id
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 3).values(id=1000))
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 4).values(id=3))
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 1000).values(id=4))
+    result = verify(any_instance)
+    assert not result.ok and result.entry_id == 3
+
+
+def test_removing_the_newest_ten_entries_is_found_through_the_checkpoint(any_instance: Settings) -> None:
+    fill(any_instance, 15)
+    tamper(any_instance, delete(AuditEntry).where(AuditEntry.id > 5))
+    result = verify(any_instance)
+    assert not result.ok and "newest entries were removed" in (result.problem or "")
+    assert result.entry_id == 15
+
+
+def test_a_missing_checkpoint_file_fails_verification(instance: Settings) -> None:
+    fill(instance, 2)
+    instance.audit.checkpoint_file.unlink()
+    assert not verify(instance).ok
+
+
+WORKER = """
+import sys
+from gateway import audit
+from gateway.db import create_rw_engine
+from gateway.keys import load_keyring
+from gateway.settings import load_settings
+settings = load_settings(sys.argv[1], env={})
+engine = create_rw_engine(settings.portal.url)
+for number in range(int(sys.argv[2])):
+    audit.append(engine, load_keyring(settings, "audit"), settings.audit.checkpoint_file,
+                 audit.Event("record.view", actor_user_id=number))
+"""
+
+
+@pytest.mark.parametrize("backend", ["instance", "pg_instance"])
+def test_several_processes_appending_at_once_keep_one_chain(request: pytest.FixtureRequest, backend: str) -> None:
+    settings: Settings = request.getfixturevalue(backend)
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(settings.config_path), "15"]) for _ in range(4)]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0, 0, 0]
+    assert verify(settings) == audit.Verification(True, 60)
+    assert audit.read_checkpoint(Path(settings.audit.checkpoint_file))[0] == 60  # type: ignore[index]

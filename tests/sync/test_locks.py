@@ -1,0 +1,48 @@
+"""Leases: one holder at a time across processes, lapsing when the holder dies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+
+from gateway.db import create_rw_engine
+from gateway.errors import LockHeld
+from gateway.portal import Lock
+from gateway.settings import Settings
+from sync.locks import Lease
+
+
+def test_a_second_holder_is_refused_at_once_naming_the_first(any_instance: Settings) -> None:
+    engine = create_rw_engine(any_instance.portal.url)
+    with Lease(engine, "sync:sis", 60, holder="host-a:1"):
+        with pytest.raises(LockHeld) as caught:
+            Lease(engine, "sync:sis", 60, holder="host-b:2").acquire()
+    assert caught.value.holder == "host-a:1"
+    assert caught.value.exit_code == 75
+
+
+def test_a_released_lease_can_be_taken_again(any_instance: Settings) -> None:
+    engine = create_rw_engine(any_instance.portal.url)
+    with Lease(engine, "sync:sis", 60):
+        pass
+    with Lease(engine, "sync:sis", 60, holder="next"):
+        assert Lease(engine, "sync:sis", 60).current_holder() == "next"
+
+
+def test_different_connectors_do_not_block_each_other(instance: Settings) -> None:
+    engine = create_rw_engine(instance.portal.url)
+    with Lease(engine, "sync:a", 60), Lease(engine, "sync:b", 60):
+        pass
+
+
+def test_an_expired_lease_of_a_dead_holder_is_taken_over(any_instance: Settings) -> None:
+    engine = create_rw_engine(any_instance.portal.url)
+    dead = Lease(engine, "sync:sis", 60, holder="dead")
+    dead.acquire()
+    with engine.begin() as connection:
+        connection.execute(update(Lock).values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)))
+    with Lease(engine, "sync:sis", 60, holder="alive"):
+        with pytest.raises(LockHeld):
+            dead.renew()  # the dead holder learns it lost the lease

@@ -1,0 +1,32 @@
+"""Public pages: the landing page and the load balancer's health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from web import db
+
+bp = Blueprint("public", __name__)
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    settings = current_app.config["GATEWAY_SETTINGS"]
+    return render_template("index.html", district=settings.district.name)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Both databases answer; no personal data, no counts."""
+    checks = {}
+    for name, session in (("replica", db.replica()), ("portal", db.portal())):
+        try:
+            session.execute(text("SELECT 1"))
+            checks[name] = "ok"
+        except SQLAlchemyError:
+            checks[name] = "unavailable"
+    healthy = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503
