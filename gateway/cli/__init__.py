@@ -67,9 +67,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from gateway.cli import db, demo, instance, keys, serve
+    from gateway.cli import db, demo, demo_sis, instance, keys, serve
 
-    for module in (instance, db, keys, serve, demo):
+    for module in (instance, db, keys, serve, demo, demo_sis):
         module.register(main)
 
 

@@ -1,0 +1,185 @@
+"""The ``sql`` connector: a SQLAlchemy URL plus a mapping file, read-only at every layer.
+
+The source is opened through ``gateway.db.create_ro_engine``: SQLite ``mode=ro``;
+PostgreSQL read-only transactions (which also stop functions that write and
+data-modifying CTEs); and the statement guard. Rows stream from a server-side cursor in
+batches; each becomes a canonical record, or a reject naming the stream, the row and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from gateway.db import create_ro_engine
+from gateway.errors import ConfigError, GatewayError, MissingSecret
+from gateway.keys import env_var, load_secret
+from gateway.records import Record, Reject
+from gateway.settings import ConnectorSettings, Settings, check_database_url
+
+from connectors import convert
+from connectors.base import Item, StreamSpec, payload_hash, stream_named
+from connectors.mapping import Mapping as SqlMapping
+from connectors.mapping import StreamQuery, load_mapping
+
+OPTION_KEYS = {"url", "mapping", "batch_size", "source_timezone"}
+CONTROL_FIELDS = {"source_id", "modified_at"}
+
+
+class SourceError(GatewayError):
+    """The source database failed while being read (retriable by the engine)."""
+
+    retriable = True
+
+    def __init__(self, connector: str, stream: str, detail: str) -> None:
+        self.connector, self.stream, self.detail = connector, stream, detail
+        super().__init__(f"connector {connector}, stream {stream}: the source failed: {detail}")
+
+
+class SqlConnector:
+    """Reads a SQL source through a mapping; never writes."""
+
+    def __init__(self, name: str, source_system: str, engine: Engine, mapping: SqlMapping,
+                 batch_size: int = 1000, source_zone: dt.tzinfo = dt.timezone.utc) -> None:
+        self.name, self.source_system = name, source_system
+        self.engine, self.mapping, self.batch_size, self.zone = engine, mapping, batch_size, source_zone
+        self._unmapped: dict[str, Counter[str]] = {}
+        self._source_columns: dict[str, list[str]] = {}
+        self._check_columns()
+
+    @property
+    def streams(self) -> tuple[StreamSpec, ...]:
+        return tuple(stream.spec for stream in self.mapping.streams)
+
+    def iter_records(self, stream: str, since: dt.datetime | None) -> Iterator[Item]:
+        query = self._query(stream)
+        spec = query.spec
+        statement, params = self._statement(query, since if spec.incremental else None)
+        build = _builder(spec.record_type, self.zone)
+        rows = 0
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execution_options(stream_results=True, yield_per=self.batch_size).execute(
+                    text(statement), params)
+                for rows, row in enumerate(result.mappings(), start=1):
+                    yield build(dict(row), f"{stream} row {rows}")
+        except DBAPIError as exc:
+            raise SourceError(self.name, stream, str(exc.orig).splitlines()[0]) from exc
+        self._count_unmapped(query, rows)
+
+    def unmapped_fields(self) -> Mapping[str, Counter[str]]:
+        return self._unmapped
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _query(self, stream: str) -> StreamQuery:
+        spec = stream_named(self.streams, stream)
+        return next(q for q in self.mapping.streams if q.spec is spec)
+
+    def _statement(self, query: StreamQuery, since: dt.datetime | None) -> tuple[str, dict[str, Any]]:
+        if since is None:
+            return query.query, {}
+        # A closed lower bound: rows modified in the cursor's own second are read again
+        # and de-duplicated by key, rather than missed.
+        return f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since", {"since": self._bind(since)}
+
+    def _bind(self, moment: dt.datetime) -> Any:
+        local = moment.astimezone(self.zone)
+        if self.engine.dialect.name == "sqlite":
+            return local.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
+        return local.replace(tzinfo=None) if self.zone is not dt.timezone.utc else local
+
+    def _check_columns(self) -> None:
+        """Refuse, before reading any row, a query that selects anything not canonical."""
+        with self.engine.connect() as connection:
+            for query in self.mapping.streams:
+                allowed = {f.name for f in dataclasses.fields(query.spec.record_type)} | CONTROL_FIELDS
+                try:
+                    columns = list(connection.execute(text(f"SELECT * FROM ({query.query}) AS src WHERE 1 = 0")).keys())
+                except DBAPIError as exc:
+                    raise ConfigError(f"mapping {self.mapping.name}: streams.{query.spec.name}.query",
+                                      f"fails on the source ({str(exc.orig).splitlines()[0]})", "fix the SELECT") from None
+                for table in query.tables:
+                    self._source_columns[table] = _columns_of(connection, table)
+                extra = sorted(set(columns) - allowed)
+                missing = sorted({"source_id"} - set(columns))
+                if extra or missing:
+                    problem = f"selects {', '.join(extra)}" if extra else f"does not select {', '.join(missing)}"
+                    raise ConfigError(f"mapping {self.mapping.name}: streams.{query.spec.name}.query",
+                                      f"{problem}, which is not a field of {query.spec.table}",
+                                      "select only canonical fields, named as the record names them")
+
+    def _count_unmapped(self, query: StreamQuery, rows: int) -> None:
+        """Names only: the source columns this stream's query never mentions."""
+        counter = self._unmapped.setdefault(query.spec.name, Counter())
+        words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", query.query.lower()))
+        for table in query.tables:
+            for column in self._source_columns[table]:
+                if column.lower() not in words:
+                    counter[f"{table}.{column}"] += rows
+
+
+def _columns_of(connection: Connection, table: str) -> list[str]:
+    """A source table's column names, by a query that reads no row (no reflection needed)."""
+    quoted = connection.dialect.identifier_preparer.quote(table)
+    try:
+        return list(connection.execute(text(f"SELECT * FROM {quoted} WHERE 1 = 0")).keys())
+    except DBAPIError as exc:
+        raise ConfigError(f"mapping table {table}", f"cannot be read ({str(exc.orig).splitlines()[0]})",
+                          "fix the stream's tables list") from None
+
+
+def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, Any], str], Item]:
+    converters = convert.converters_for(record_type)
+
+    def build(row: dict[str, Any], position: str) -> Item:
+        try:
+            values = {name: converters[name](value) for name, value in row.items() if name != "modified_at"}
+            modified = convert.to_datetime(row.get("modified_at"), zone)
+            return record_type(**values, modified_at=modified)
+        except (ValueError, TypeError) as exc:
+            source_id = row.get("source_id")
+            return Reject(record_type.TABLE, f"{position} (source id {source_id})", str(exc),
+                          payload_hash(sorted(row.items(), key=lambda item: item[0])))
+
+    return build
+
+
+def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
+    options = dict(entry.options)
+    unknown = set(options) - OPTION_KEYS
+    if unknown:
+        raise ConfigError(f"connectors.{entry.name}.{sorted(unknown)[0]}", "unknown key",
+                          f"a sql connector takes {', '.join(sorted(OPTION_KEYS))}")
+    for key in ("url", "mapping"):
+        if not options.get(key):
+            raise ConfigError(f"connectors.{entry.name}.{key}", "is missing", "see gateway.example.toml")
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(options["source_timezone"]) if options.get("source_timezone") else dt.timezone.utc
+    engine = create_ro_engine(_with_password(options["url"], entry, settings))
+    return SqlConnector(entry.name, entry.source_system, engine, load_mapping(options["mapping"]),
+                        int(options.get("batch_size", settings.sync.batch_size)), zone)
+
+
+def _with_password(url: str, entry: ConnectorSettings, settings: Settings) -> str:
+    """The source password: GATEWAY_SECRET_SOURCE_<NAME> or keys/source-<name>, never the config."""
+    parsed = check_database_url(f"connectors.{entry.name}.url", url)
+    if parsed.password:
+        raise ConfigError(f"connectors.{entry.name}.url", "contains a password",
+                          f"remove it and set {env_var('source-' + entry.name)} or keys/source-{entry.name}")
+    if parsed.get_backend_name() == "sqlite":
+        return url
+    try:
+        password = load_secret(settings, f"source-{entry.name}").reveal()
+    except MissingSecret:
+        return url  # trust or peer authentication, or a .pgpass file
+    return parsed.set(password=password).render_as_string(hide_password=False)

@@ -1,0 +1,23 @@
+"""Sources for connector tests: a small demo SIS, generated once per session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from gateway.demo_sis import DemoSummary, generate
+
+DEMO_TODAY = dt.date(2026, 11, 28)
+
+
+@pytest.fixture(scope="session")
+def demo_sis(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DemoSummary]:
+    """A 60-student demo SIS on SQLite: its URL and what the generator wrote."""
+    path = Path(tmp_path_factory.mktemp("demo-sis")) / "sis.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    summary = generate(engine, students=60, seed=7, today=DEMO_TODAY)
+    engine.dispose()
+    return f"sqlite:///{path}", summary

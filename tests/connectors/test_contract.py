@@ -1,0 +1,58 @@
+"""The contract every registered connector keeps: declared streams, typed records, no raw rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+
+from gateway.errors import UnknownPlugin
+from gateway.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.settings import ConnectorSettings, Settings
+from gateway.demo_sis import DemoSummary
+
+from connectors import registry
+from connectors.base import Connector
+
+
+def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settings) -> Connector:
+    """One working configuration per registered kind."""
+    options = {"sql": {"url": demo_sis[0], "mapping": "demo"}}
+    entry = ConnectorSettings(name=f"{kind}-test", kind=kind, source_system="contract", options=options[kind])
+    return registry.build(entry, settings)
+
+
+@pytest.mark.parametrize("kind", registry.kinds())
+def test_every_stream_yields_only_records_of_its_table_tombstones_or_rejects(
+    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings
+) -> None:
+    connector = connector_for(kind, demo_sis, instance)
+    assert isinstance(connector, Connector)
+    assert connector.streams, "a connector declares its streams"
+    for spec in connector.streams:
+        assert spec.table in RECORD_TYPES
+        for item in connector.iter_records(spec.name, None):
+            assert isinstance(item, Record | Tombstone | Reject)
+            if isinstance(item, Record):
+                assert type(item) is RECORD_TYPES[spec.table]
+                assert dataclasses.is_dataclass(item) and item.source_id
+    connector.close()
+
+
+@pytest.mark.parametrize("kind", registry.kinds())
+def test_unmapped_fields_are_reported_by_name_with_counts(kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings) -> None:
+    connector = connector_for(kind, demo_sis, instance)
+    for spec in connector.streams:
+        list(connector.iter_records(spec.name, None))
+    for stream, counter in connector.unmapped_fields().items():
+        assert isinstance(counter, Counter)
+        assert all(isinstance(name, str) and count > 0 for name, count in counter.items())
+    connector.close()
+
+
+def test_an_unknown_kind_names_the_valid_ones(instance: Settings) -> None:
+    entry = ConnectorSettings(name="x", kind="csv-ish", source_system="x", options={})
+    with pytest.raises(UnknownPlugin) as caught:
+        registry.build(entry, instance)
+    assert "sql" in str(caught.value) and "csv-ish" in str(caught.value)
