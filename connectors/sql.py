@@ -148,7 +148,8 @@ def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, 
         except (ValueError, TypeError) as exc:
             source_id = row.get("source_id")
             return Reject(record_type.TABLE, f"{position} (source id {source_id})", str(exc),
-                          payload_hash(sorted(row.items(), key=lambda item: item[0])))
+                          payload_hash(sorted(row.items(), key=lambda item: item[0])),
+                          str(source_id) if source_id is not None else None)
 
     return build
 

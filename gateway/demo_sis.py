@@ -458,3 +458,31 @@ def generate(engine: Engine, students: int, seed: int, today: dt.date, attendanc
 
 def iter_tables() -> Iterator[Table]:
     return iter(s.metadata.sorted_tables)
+
+
+# --- changes, as a district's staff make them (for incremental runs and benchmarks) ----------
+
+MUTABLE = {  # table: (key, column, how to change a value)
+    s.pupils: ("pupil_id", "nickname", lambda value, n: f"Nick{n}"),
+    s.contacts: ("contact_id", "cell_phone", lambda value, n: f"555-9{n % 100:02d}-{n % 10000:04d}"),
+    s.gb_scores: ("score_id", "points", lambda value, n: float(n % 10)),
+    s.attendance_daily: ("att_id", "code", lambda value, n: "T" if value != "T" else "P"),
+}
+
+
+def mutate(engine: Engine, share: float, seed: int, at: dt.datetime) -> dict[str, list[int]]:
+    """Change ``share`` of the rows of a few tables, stamping ``updated_at``; return the keys changed."""
+    from sqlalchemy import bindparam, select
+
+    rng = random.Random(seed)
+    changed: dict[str, list[int]] = {}
+    with engine.begin() as connection:
+        for table, (key, column, change) in MUTABLE.items():
+            rows = connection.execute(select(table.c[key], table.c[column])).all()
+            picked = rng.sample(rows, max(1, round(len(rows) * share))) if rows else []
+            if picked:
+                connection.execute(
+                    table.update().where(table.c[key] == bindparam("k")).values({column: bindparam("v"), "updated_at": at}),
+                    [{"k": row[0], "v": change(row[1], row[0])} for row in picked])
+            changed[table.name] = sorted(row[0] for row in picked)
+    return changed

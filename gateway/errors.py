@@ -98,3 +98,13 @@ class LockHeld(GatewayError):
         self.name = name
         self.holder = holder
         super().__init__(f"{name} is already running (held by {holder}); try again when it ends")
+
+
+class SyncRefused(GatewayError):
+    """A run stopped on purpose and applied nothing (shrink guard, reject threshold)."""
+
+    exit_code = 3
+
+    def __init__(self, connector: str, reason: str, hint: str) -> None:
+        self.connector, self.reason, self.hint = connector, reason, hint
+        super().__init__(f"sync {connector} applied nothing: {reason}; {hint}")

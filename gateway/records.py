@@ -238,3 +238,4 @@ class Reject:
     source_position: str
     reason: str
     payload_hash: str | None = None
+    source_id: str | None = None  # when known: its stored row is kept, not deleted

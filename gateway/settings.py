@@ -67,6 +67,7 @@ class SyncSettings:
     retry_attempts: int = field(default=3, metadata={"min": 0})
     retry_backoff_seconds: float = field(default=2.0, metadata={"min": 0.0})
     alert_after_failures: int = field(default=2, metadata={"min": 1})
+    sanitize_policy: str = ""  # a TOML file; empty: the shipped default
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,9 @@ def _build(raw: Mapping[str, Any], base: Path, config_path: Path | None) -> Sett
     parts["replica"] = _database("replica", parts["replica"], instance_dir)
     parts["portal"] = _database("portal", parts["portal"], instance_dir)
     parts["mail"] = dataclasses.replace(parts["mail"], outbox_dir=instance_dir / parts["mail"].outbox_dir)
+    if parts["sync"].sanitize_policy:
+        policy = instance_dir / parts["sync"].sanitize_policy
+        parts["sync"] = dataclasses.replace(parts["sync"], sanitize_policy=str(policy))
     parts["audit"] = dataclasses.replace(
         parts["audit"], checkpoint_file=instance_dir / parts["audit"].checkpoint_file
     )

@@ -1,8 +1,9 @@
 """One run per connector at a time, across processes and hosts: a lease in the portal DB.
 
-A lease is a row naming its holder and an expiry. Taking it is one atomic statement
-(an INSERT, or an UPDATE of an expired row), so two schedulers on two hosts cannot both
-win; a holder that dies stops renewing and its lease lapses after the TTL.
+A lease is a row naming its holder (``host:pid:token``) and an expiry. Taking it is one
+atomic statement (an INSERT, or an UPDATE of an expired row), so two schedulers on two
+hosts cannot both win. A holder that dies stops renewing and its lease lapses after the
+TTL; on its own host, a dead holder's lease is taken over at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from gateway.portal import Lock
 
 def sync_lock_name(connector: str) -> str:
     return f"sync:{connector}"
+
+
+def _died_here(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
 
 
 def new_holder() -> str:
@@ -54,8 +69,22 @@ class Lease:
                     )
                 except IntegrityError:
                     connection.rollback()
-                    raise LockHeld(self.name, self.current_holder() or "another process") from None
+                    self._take_over_or_raise(self.current_holder() or "another process")
+                    return
             connection.commit()
+
+    def _take_over_or_raise(self, holder: str) -> None:
+        """Take the lease of a holder that died on this host; otherwise it is really held."""
+        if not _died_here(holder):
+            raise LockHeld(self.name, holder)
+        now = utcnow()
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(Lock).where(Lock.name == self.name, Lock.holder == holder)
+                .values(holder=self.holder, acquired_at=now, expires_at=now + self.ttl)
+            ).rowcount
+        if not taken:
+            raise LockHeld(self.name, self.current_holder() or "another process")
 
     def renew(self) -> None:
         """Push the expiry forward; raises ``LockHeld`` if the lease was lost meanwhile."""

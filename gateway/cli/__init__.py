@@ -67,9 +67,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from gateway.cli import db, demo, demo_sis, instance, keys, serve
+    from gateway.cli import db, demo, demo_sis, instance, keys, serve, sync
 
-    for module in (instance, db, keys, serve, demo, demo_sis):
+    for module in (instance, db, keys, serve, demo, demo_sis, sync):
         module.register(main)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import click
 
 from gateway.cli import Context, pass_context
-from gateway.instance import create_missing_keys, write_config
+from gateway.instance import CONFIG_NAME, create_missing_keys, write_config
 from gateway.settings import Settings, load_settings
 
 DEMO_DISTRICT = "Riverbend Unified School District"
 DEMO_TIMEZONE = "America/Chicago"
+CONNECTOR = "riverbend-sis"
+SIS_FILE = "demo-sis.sqlite3"
 
 
 def register(group: click.Group) -> None:
@@ -23,7 +26,8 @@ def register(group: click.Group) -> None:
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("demo-instance"), show_default=True, help="Where the demo instance lives.")
-@click.option("--students", type=click.IntRange(min=20), default=200, show_default=True)
+@click.option("--students", type=click.IntRange(min=20), default=200, show_default=True,
+              help="Size of the demo district (when its SIS is first generated).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Prepare the instance and print the logins, then exit.")
@@ -32,23 +36,47 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
     """Create a demo district, sync it, print demo logins and serve on 127.0.0.1."""
     from gateway.cli.db import upgrade_databases
     from gateway.cli.serve import run_server
+    from gateway.cli.sync import run_connector
 
     settings = prepare_instance(directory)
     upgrade_databases(settings)
+    sis = settings.instance_dir / SIS_FILE
+    if not sis.exists():
+        _generate_sis(sis, students, seed, settings.policy.today or dt.date.today())
+    result = run_connector(settings, CONNECTOR, full=True, allow_shrink=False, show_progress=False)
+    rows = sum(c.inserted + c.updated + c.unchanged for c in result.counts.values())
     logins: list[dict[str, Any]] = []
-    write_logins(settings, logins)
-    click.echo(f"demo instance ready in {settings.instance_dir} ({students} students, seed {seed})")
-    click.echo(f"logins: {settings.instance_dir / 'demo-logins.json'}")
+    path = write_logins(settings, logins)
+    click.echo(f"demo district: {DEMO_DISTRICT}, today pinned to {settings.policy.today}")
+    click.echo(f"synced {rows} rows from the demo SIS into the replica (run {result.run_id})")
+    click.echo(f"logins: {path}")
     if not no_serve:
         click.echo(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops)")
         run_server(settings, f"127.0.0.1:{port}", workers=2)
 
 
 def prepare_instance(directory: Path) -> Settings:
-    config = write_config(directory, "demo", DEMO_DISTRICT, DEMO_TIMEZONE)
-    settings = load_settings(config)
+    """The demo's config (a pinned today and the demo SIS as its connector) and keys."""
+    folder = directory.resolve()
+    if not (folder / CONFIG_NAME).exists():
+        extra = (f'\n[policy]\n# The demo keeps the day it was made, so its dated cases stay as described.\n'
+                 f'today = "{dt.date.today().isoformat()}"\n\n'
+                 f'[[connectors]]\nname = "{CONNECTOR}"\nkind = "sql"\n'
+                 f'url = "sqlite:///{folder / SIS_FILE}"\nmapping = "demo"\n')
+        write_config(folder, "demo", DEMO_DISTRICT, DEMO_TIMEZONE, extra=extra)
+    settings = load_settings(folder / CONFIG_NAME)
     create_missing_keys(settings)
     return settings
+
+
+def _generate_sis(path: Path, students: int, seed: int, today: dt.date) -> None:
+    from gateway.db import create_rw_engine
+    from gateway.demo_sis import generate
+
+    engine = create_rw_engine(f"sqlite:///{path}")
+    summary = generate(engine, students, seed, today)
+    engine.dispose()
+    click.echo(f"generated the demo SIS: {summary.students} students, {summary.contacts} guardians")
 
 
 def write_logins(settings: Settings, logins: list[dict[str, Any]]) -> Path:

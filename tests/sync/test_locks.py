@@ -46,3 +46,28 @@ def test_an_expired_lease_of_a_dead_holder_is_taken_over(any_instance: Settings)
     with Lease(engine, "sync:sis", 60, holder="alive"):
         with pytest.raises(LockHeld):
             dead.renew()  # the dead holder learns it lost the lease
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(instance: Settings) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    engine = create_rw_engine(instance.portal.url)
+    Lease(engine, "sync:sis", 600, holder=f"{socket.gethostname()}:{dead_pid}:abc").acquire()
+    with Lease(engine, "sync:sis", 600, holder="successor") as lease:
+        assert lease.current_holder() == "successor"
+
+
+def test_a_lease_of_a_live_process_or_another_host_is_respected(instance: Settings) -> None:
+    import os
+    import socket
+
+    engine = create_rw_engine(instance.portal.url)
+    Lease(engine, "sync:a", 600, holder=f"{socket.gethostname()}:{os.getpid()}:live").acquire()
+    Lease(engine, "sync:b", 600, holder="elsewhere:1:x").acquire()
+    for name in ("sync:a", "sync:b"):
+        with pytest.raises(LockHeld):
+            Lease(engine, name, 600).acquire()

@@ -1,0 +1,240 @@
+"""A sync run: extract → validate → sanitize → diff → publish, in one replica transaction.
+
+Everything a run changes (rows, deletions, references, cursors, its own record) becomes
+visible at its commit or not at all: a crash leaves the previous replica and cursors as
+they were. Runs of one connector never overlap, across processes and hosts (a lease in
+the portal database). Source failures are retried with backoff before the run fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, update
+
+from gateway.crypto import FieldCipher
+from gateway.db import create_rw_engine
+from gateway.dbtypes import utcnow
+from gateway.errors import GatewayError, SyncRefused
+from gateway.keys import load_keys
+from gateway.records import Record, Reject, Tombstone
+from gateway.replica import CANONICAL_TABLES, SyncReject, SyncRun
+from gateway.sanitize import SanitizePolicy, load_policy
+from gateway.settings import Settings
+
+from connectors.base import Connector, StreamSpec
+from sync import cursors
+from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
+from sync.locks import Lease, sync_lock_name
+
+TABLE_ORDER = [model.__tablename__ for model in CANONICAL_TABLES]
+MAX_STORED_REJECTS = 10_000
+Progress = Callable[[str, int, float], None]
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    connector: str
+    mode: str
+    status: str
+    counts: dict[str, TableCounts] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "connector": self.connector, "mode": self.mode, "status": self.status,
+                "error": self.error, "counts": {t: c.as_dict() for t, c in self.counts.items()}}
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    connector: Connector
+    mode: str
+    allow_shrink: bool
+    policy: SanitizePolicy
+    run_id: int
+    lease: Lease
+    progress: Progress | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    rejected: int = 0
+    last_renewal: float = field(default_factory=time.monotonic)
+
+
+def run_sync(settings: Settings, connector: Connector, mode: str = "incremental", allow_shrink: bool = False,
+             progress: Progress | None = None) -> RunResult:
+    """Run one sync of ``connector``; raises ``LockHeld`` at once if one is already running."""
+    if mode not in ("full", "incremental"):
+        raise ValueError(f"mode must be full or incremental, not {mode!r}")
+    policy = load_policy(settings.sync.sanitize_policy or None)  # a bad policy stops us before any read
+    replica, portal = create_rw_engine(settings.replica.url), create_rw_engine(settings.portal.url)
+    try:
+        with Lease(portal, sync_lock_name(connector.name), settings.sync.lock_ttl_seconds) as lease:
+            _close_interrupted_runs(replica, connector.name)
+            run_id = _start_run(replica, connector, mode)
+            context = RunContext(settings, connector, mode, allow_shrink, policy, run_id, lease, progress)
+            return _run_with_retries(replica, context)
+    finally:
+        replica.dispose()
+        portal.dispose()
+
+
+def _run_with_retries(replica: Engine, context: RunContext) -> RunResult:
+    attempts = context.settings.sync.retry_attempts
+    for attempt in range(attempts + 1):
+        context.rejects, context.rejected = [], 0
+        try:
+            counts = _publish(replica, context)
+            return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts)
+        except GatewayError as error:
+            if getattr(error, "retriable", False) and attempt < attempts:
+                time.sleep(_backoff(context.settings.sync.retry_backoff_seconds, attempt))
+                continue
+            _record_failure(replica, context, error)
+            raise
+        except BaseException as error:  # interrupted, or a bug: still leave a record of the run
+            _record_failure(replica, context, error)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _backoff(base: float, attempt: int) -> float:
+    return base * (2 ** attempt) * random.uniform(0.5, 1.5)  # jitter: retrying workers do not stampede
+
+
+def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
+    keys = load_keys(context.settings)
+    cipher = FieldCipher(keys.field)
+    synced_at = utcnow()
+    with replica.connect() as connection:
+        connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        saved = cursors.load(connection, context.connector.name)
+        writers: dict[str, TableWriter] = {}
+        for spec in sorted(context.connector.streams, key=lambda s: TABLE_ORDER.index(s.table)):
+            table = table_named(spec.table)
+            sanitizer = Sanitizer(table, context.policy, cipher, keys.blind_index, keys.row_hash)
+            since, snapshot = _plan(spec, context, saved.get(spec.name))
+            writer = TableWriter(connection, table, sanitizer, context.connector.source_system,
+                                 context.run_id, synced_at, snapshot)
+            newest = _stream(context, spec, writer, since)
+            if snapshot:
+                writer.delete_vanished(context.settings.sync.shrink_max_share, context.allow_shrink, context.connector.name)
+            moved = cursors.advance(saved.get(spec.name), newest)
+            if spec.incremental and moved is not None:
+                cursors.save(connection, context.connector.name, spec.name, moved, context.run_id)
+            writers[spec.table] = writer
+        for writer in writers.values():
+            writer.resolve_references()
+        counts = {name: writer.counts for name, writer in writers.items()}
+        _check_reject_share(context, counts)
+        _finish_run(connection, context, "succeeded", counts, None)
+        connection.commit()
+    return counts
+
+
+def _plan(spec: StreamSpec, context: RunContext, saved: dt.datetime | None) -> tuple[dt.datetime | None, bool]:
+    """(since, snapshot): what to ask the stream for, and whether its answer is the whole truth."""
+    lookback = context.settings.sync.cursor_lookback_seconds
+    if spec.delta_only:
+        return cursors.since(saved, lookback), False
+    if context.mode == "full" or spec.complete_each_run or not spec.incremental or saved is None:
+        return None, True
+    return cursors.since(saved, lookback), False
+
+
+def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: dt.datetime | None) -> dt.datetime | None:
+    """Feed one stream to its writer in batches; return the newest modification time seen."""
+    batch: list[Record] = []
+    gone: list[str] = []
+    newest: dt.datetime | None = None
+    seen, started = 0, time.monotonic()
+    size = context.settings.sync.batch_size
+    for item in context.connector.iter_records(spec.name, since):
+        if isinstance(item, Reject):
+            _reject(context, writer, item)
+            continue
+        newest = cursors.advance(newest, item.modified_at)
+        if isinstance(item, Tombstone):
+            gone.append(item.source_id)
+            continue
+        problems = item.problems()
+        if problems:
+            _reject(context, writer, Reject(spec.table, f"{spec.name} source id {item.source_id}", "; ".join(problems),
+                                            source_id=item.source_id))
+            continue
+        batch.append(item)
+        seen += 1
+        if len(batch) >= size:
+            writer.write(batch)
+            batch = []
+            _keep_lease(context)
+            if context.progress:
+                context.progress(spec.name, seen, time.monotonic() - started)
+    writer.write(batch)
+    writer.tombstones(gone)
+    if context.progress:
+        context.progress(spec.name, seen, time.monotonic() - started)
+    return newest
+
+
+def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
+    writer.counts.rejected += 1
+    if reject.source_id:
+        writer.keep([reject.source_id])
+    context.rejected += 1
+    if len(context.rejects) < MAX_STORED_REJECTS:
+        context.rejects.append(reject)
+
+
+def _keep_lease(context: RunContext) -> None:
+    if time.monotonic() - context.last_renewal > context.settings.sync.lock_ttl_seconds / 3:
+        context.lease.renew()
+        context.last_renewal = time.monotonic()
+
+
+def _check_reject_share(context: RunContext, counts: dict[str, TableCounts]) -> None:
+    accepted = sum(c.inserted + c.updated + c.unchanged for c in counts.values())
+    total = accepted + context.rejected
+    limit = context.settings.sync.reject_max_share
+    if total and context.rejected / total > limit:
+        raise SyncRefused(context.connector.name, f"{context.rejected} of {total} records were rejected "
+                          f"({context.rejected / total:.1%}, more than the {limit:.0%} limit)",
+                          f"see gateway sync rejects {context.run_id} and fix the source")
+
+
+def _start_run(replica: Engine, connector: Connector, mode: str) -> int:
+    with replica.begin() as connection:
+        return connection.execute(insert(SyncRun).values(
+            connector=connector.name, source_system=connector.source_system, mode=mode, status="running",
+            started_at=utcnow(), counts={}, unmapped_fields={})).inserted_primary_key[0]
+
+
+def _finish_run(connection: Connection, context: RunContext, status: str, counts: dict[str, TableCounts],
+                error: str | None) -> None:
+    unmapped = {stream: dict(counter) for stream, counter in context.connector.unmapped_fields().items() if counter}
+    connection.execute(update(SyncRun).where(SyncRun.id == context.run_id).values(
+        status=status, finished_at=utcnow(), error=error, unmapped_fields=unmapped,
+        counts={name: c.as_dict() for name, c in counts.items()}))
+    if context.rejects:
+        connection.execute(insert(SyncReject), [
+            {"sync_run_id": context.run_id, "table_name": r.table, "source_position": r.source_position[:255],
+             "reason": r.reason, "payload_hash": r.payload_hash, "created_at": utcnow()} for r in context.rejects])
+
+
+def _record_failure(replica: Engine, context: RunContext, error: BaseException) -> None:
+    message = str(error) or type(error).__name__
+    with replica.connect() as connection:
+        _finish_run(connection, context, "failed", {}, message)
+        connection.commit()
+
+
+def _close_interrupted_runs(replica: Engine, connector: str) -> None:
+    """Runs still marked running were killed (we hold the lease, so none is live)."""
+    with replica.begin() as connection:
+        connection.execute(update(SyncRun).where(SyncRun.connector == connector, SyncRun.status == "running")
+                           .values(status="failed", finished_at=utcnow(), error="interrupted (the process ended mid-run)"))

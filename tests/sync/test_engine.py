@@ -1,0 +1,257 @@
+"""The sync engine: idempotent, atomic, sanitizing, guarded, incremental."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator, Mapping
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from gateway.cli import main
+from gateway.crypto import FieldCipher
+from gateway.db import create_rw_engine
+from gateway.demo_sis import SENSITIVE_MARKERS, mutate
+from gateway.errors import ConfigError, LockHeld, SyncRefused
+from gateway.keys import load_keyring
+from gateway.records import StudentRecord
+from gateway.replica import ReplicaBase, SyncReject, SyncRun
+from gateway.schema import canonical_tables, encryption_context
+from gateway.settings import Settings
+
+from connectors import registry
+from connectors.base import Item, StreamSpec
+from connectors.sql import SourceError
+from sync.engine import RunResult, run_sync
+from sync.locks import Lease, sync_lock_name
+
+from .conftest import CONNECTOR, replica_state, with_connector
+
+
+def run(settings: Settings, full: bool = False, allow_shrink: bool = False) -> RunResult:
+    connector = registry.build(settings.connector(CONNECTOR), settings)
+    try:
+        return run_sync(settings, connector, "full" if full else "incremental", allow_shrink)
+    finally:
+        connector.close()
+
+
+def totals(result: RunResult) -> dict[str, int]:
+    return {key: sum(getattr(c, key) for c in result.counts.values())
+            for key in ("inserted", "updated", "deleted", "unchanged", "rejected")}
+
+
+def test_the_same_snapshot_twice_changes_nothing_the_second_time(synced: Settings) -> None:
+    first = run(synced, full=True)
+    assert totals(first)["inserted"] > 5000 and first.status == "succeeded"
+    second = totals(run(synced, full=True))
+    assert (second["inserted"], second["updated"], second["deleted"]) == (0, 0, 0)
+    assert second["unchanged"] == totals(first)["inserted"]
+
+
+def test_a_field_key_rotation_does_not_show_as_a_change(synced: Settings, cli: CliRunner) -> None:
+    run(synced, full=True)
+    result = cli.invoke(main, ["--config", str(synced.config_path), "keys", "rotate", "field"])
+    assert result.exit_code == 0, result.output
+    after = totals(run(synced, full=True))
+    assert (after["inserted"], after["updated"], after["deleted"]) == (0, 0, 0)
+
+
+def decrypted_replica_text(settings: Settings) -> str:
+    """Every value of every canonical table, encrypted columns decrypted."""
+    cipher = FieldCipher(load_keyring(settings, "field"))
+    engine = create_rw_engine(settings.replica.url)
+    parts = []
+    with engine.connect() as connection:
+        for table in canonical_tables().values():
+            for row in connection.execute(select(table)).mappings():
+                for name, value in row.items():
+                    if table.columns[name].info.get("storage") == "encrypted" and value is not None:
+                        value = cipher.decrypt(value, encryption_context(table.name, name))
+                    parts.append(str(value))
+    return "\n".join(parts)
+
+
+def test_no_planted_sensitive_value_reaches_the_replica(synced: Settings, source: Path) -> None:
+    run(synced, full=True)
+    replica = decrypted_replica_text(synced)
+    with sqlite3.connect(source) as db:
+        ssns = [row[0] for row in db.execute("SELECT ssn FROM pupils UNION SELECT ssn FROM contacts")]
+    assert ssns and not any(ssn in replica for ssn in ssns)
+    for marker in SENSITIVE_MARKERS:
+        assert marker not in replica, marker
+    assert "@example.net" in replica  # decryption worked: guardian emails are there
+
+
+def test_the_run_records_unmapped_source_fields_by_name(synced: Settings) -> None:
+    result = run(synced, full=True)
+    engine = create_rw_engine(synced.replica.url)
+    with engine.connect() as connection:
+        unmapped = connection.execute(select(SyncRun.unmapped_fields).where(SyncRun.id == result.run_id)).scalar_one()
+    assert unmapped["students"]["pupils.ssn"] == 120
+    assert "pupils.medical_notes" in unmapped["students"]
+    assert "900-" not in str(unmapped)
+
+
+def test_a_dropped_column_holds_nothing(synced: Settings, tmp_path: Path) -> None:
+    policy = tmp_path / "sanitize.toml"
+    policy.write_text('[columns]\n"students.home_language" = "drop"\n"guardians.phone" = "drop"\n')
+    settings = dataclasses.replace(synced, sync=dataclasses.replace(synced.sync, sanitize_policy=str(policy)))
+    run(settings, full=True)
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM students WHERE home_language IS NOT NULL")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM guardians WHERE phone IS NOT NULL")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM guardians WHERE email IS NOT NULL")).scalar() > 0
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ('"students.birth_date" = "plain"', "may only drop"),
+    ('"students.shoe_size" = "drop"', "not a canonical column"),
+    ('"students.given_name" = "drop"', "cannot be dropped"),
+])
+def test_a_policy_that_loosens_or_names_an_unknown_column_stops_the_run_before_reading(
+    synced: Settings, tmp_path: Path, line: str, problem: str
+) -> None:
+    policy = tmp_path / "sanitize.toml"
+    policy.write_text(f"[columns]\n{line}\n")
+    settings = dataclasses.replace(synced, sync=dataclasses.replace(synced.sync, sanitize_policy=str(policy)))
+    with pytest.raises(ConfigError, match=problem):
+        run(settings, full=True)
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        assert connection.execute(select(SyncRun.id)).first() is None  # nothing was even started
+
+
+def test_the_shrink_guard_stops_a_run_deleting_half_the_students(synced: Settings, source: Path) -> None:
+    run(synced, full=True)
+    before = replica_state(synced)
+    with sqlite3.connect(source) as db:
+        db.execute("DELETE FROM pupils WHERE pupil_id % 2 = 0")
+    with pytest.raises(SyncRefused, match="students would lose 60 of its 120 rows"):
+        run(synced, full=True)
+    assert replica_state(synced) == before
+    result = run(synced, full=True, allow_shrink=True)
+    assert result.counts["students"].deleted == 60
+    assert len(replica_state(synced)["students"]) == 60
+
+
+def test_an_incremental_run_after_one_percent_changed_touches_only_those_rows(synced: Settings, source: Path) -> None:
+    sis = create_rw_engine(f"sqlite:///{source}")
+    run(synced, full=True)
+    earlier = mutate(sis, 0.01, seed=4, at=dt.datetime(2026, 11, 27, 18, tzinfo=dt.timezone.utc))
+    run(synced)  # the steady state: each cursor now stands at the last change it saw
+    changed = mutate(sis, 0.01, seed=5, at=dt.datetime(2026, 11, 28, 18, tzinfo=dt.timezone.utc))
+    result = run(synced)
+    assert result.counts["students"].updated == len(changed["pupils"])
+    assert result.counts["guardians"].updated == len(changed["contacts"])
+    assert result.counts["scores"].updated == len(changed["gb_scores"])
+    assert result.counts["attendance"].updated == len(changed["attendance_daily"])
+    # Incremental streams read only the changed rows, plus the rows stamped at the cursor
+    # itself (the closed lower bound re-reads them; they diff as unchanged, nothing is written).
+    assert result.counts["scores"].unchanged == len(set(earlier["gb_scores"]) - set(changed["gb_scores"]))
+    written = totals(result)
+    assert written["updated"] == sum(len(keys) for keys in changed.values())
+    assert (written["inserted"], written["deleted"]) == (0, 0)
+
+
+def test_a_guardian_link_removed_from_the_source_is_gone_after_the_next_incremental_run(synced: Settings, source: Path) -> None:
+    run(synced, full=True)
+    with sqlite3.connect(source) as db:
+        db.execute("DELETE FROM pupil_contacts WHERE link_id = 1")
+    result = run(synced)
+    assert result.counts["student_guardians"].deleted == 1
+    assert "1" not in replica_state(synced)["student_guardians"]
+
+
+def test_references_keep_both_the_integer_id_and_the_source_id(synced: Settings) -> None:
+    run(synced, full=True)
+    engine = create_rw_engine(synced.replica.url)
+    with engine.connect() as connection:
+        unresolved = connection.execute(text(
+            "SELECT count(*) FROM student_guardians WHERE student_id IS NULL OR guardian_id IS NULL")).scalar()
+        pair = connection.execute(text(
+            "SELECT s.source_id, l.student_source_id FROM student_guardians l JOIN students s ON s.id = l.student_id LIMIT 1")).one()
+    assert unresolved == 0 and pair[0] == pair[1]
+
+
+def test_a_second_run_of_the_same_connector_exits_at_once_as_already_running(synced: Settings, cli: CliRunner) -> None:
+    portal = create_rw_engine(synced.portal.url)
+    with Lease(portal, sync_lock_name(CONNECTOR), 60, holder="other-host:42"):
+        with pytest.raises(LockHeld, match="other-host:42"):
+            run(synced)
+
+
+class FailingConnector:
+    """A real source (the demo SIS) whose students stream breaks after some rows."""
+
+    def __init__(self, inner: object, fail_after: int) -> None:
+        self.inner, self.fail_after = inner, fail_after
+        self.name, self.source_system = inner.name, inner.source_system  # type: ignore[attr-defined]
+        self.attempts = 0
+
+    @property
+    def streams(self) -> tuple[StreamSpec, ...]:
+        return self.inner.streams  # type: ignore[attr-defined, no-any-return]
+
+    def iter_records(self, stream: str, since: dt.datetime | None) -> Iterator[Item]:
+        for number, item in enumerate(self.inner.iter_records(stream, since)):  # type: ignore[attr-defined]
+            if stream == "students" and number == self.fail_after:
+                self.attempts += 1
+                raise SourceError(self.name, stream, "server closed the connection unexpectedly")
+            yield item
+
+    def unmapped_fields(self) -> Mapping[str, Counter[str]]:
+        return self.inner.unmapped_fields()  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[attr-defined]
+
+
+def test_a_source_failing_mid_run_gives_a_failed_run_and_an_unchanged_replica(synced: Settings, source: Path) -> None:
+    run(synced, full=True)
+    before = replica_state(synced)
+    mutate(create_rw_engine(f"sqlite:///{source}"), 0.2, seed=9, at=dt.datetime(2026, 11, 28, 18, tzinfo=dt.timezone.utc))
+    settings = dataclasses.replace(synced, sync=dataclasses.replace(synced.sync, retry_attempts=2, retry_backoff_seconds=0.01))
+    failing = FailingConnector(registry.build(settings.connector(CONNECTOR), settings), fail_after=50)
+    with pytest.raises(SourceError):
+        run_sync(settings, failing, "full")
+    assert failing.attempts == 3  # the first try and two retries
+    assert replica_state(settings) == before
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        last = connection.execute(select(SyncRun.status, SyncRun.error).order_by(SyncRun.id.desc())).first()
+    assert last is not None and last.status == "failed" and "server closed the connection" in (last.error or "")
+
+
+def test_invalid_records_are_quarantined_with_their_reason(synced: Settings, source: Path) -> None:
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE enrollment_history SET exit_code = 'ZZ', exit_date = '2026-10-01' WHERE enroll_id = 10")
+        db.execute("UPDATE pupils SET dob = 'sometime' WHERE pupil_id = 2")
+    result = run(synced, full=True)
+    assert result.counts["students"].rejected == 1
+    engine = create_rw_engine(synced.replica.url)
+    with engine.connect() as connection:
+        rejects = connection.execute(select(SyncReject.table_name, SyncReject.source_position, SyncReject.reason)
+                                     .where(SyncReject.sync_run_id == result.run_id)).all()
+    assert [(r.table_name, r.source_position) for r in rejects] == [("students", "students row 2 (source id 2)")]
+    assert "'sometime' is not a date" in rejects[0].reason
+    assert "2" in replica_state(synced)["students"] or result.counts["students"].inserted == 119
+    # 'ZZ' maps to the canonical exit kind "unknown": kept, not rejected.
+    assert result.counts["enrollments"].rejected == 0
+
+
+def test_too_many_rejects_fail_the_run_and_keep_the_old_replica(synced: Settings, source: Path) -> None:
+    run(synced, full=True)
+    before = replica_state(synced)
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE pupils SET dob = 'unknown'")
+        db.execute("UPDATE attendance_daily SET att_date = 'never'")
+    with pytest.raises(SyncRefused, match="were rejected"):
+        run(synced, full=True)
+    assert replica_state(synced) == before
