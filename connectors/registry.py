@@ -14,9 +14,9 @@ Factory = Callable[[ConnectorSettings, Settings], Connector]
 
 
 def _kinds() -> Mapping[str, Factory]:
-    from connectors import sql
+    from connectors import oneroster_csv, sql
 
-    return {"sql": sql.from_settings}
+    return {"oneroster-csv": oneroster_csv.from_settings, "sql": sql.from_settings}
 
 
 def kinds() -> list[str]:

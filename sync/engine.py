@@ -201,7 +201,7 @@ def _check_reject_share(context: RunContext, counts: dict[str, TableCounts]) -> 
     accepted = sum(c.inserted + c.updated + c.unchanged for c in counts.values())
     total = accepted + context.rejected
     limit = context.settings.sync.reject_max_share
-    if total and context.rejected / total > limit:
+    if context.rejected >= context.settings.sync.reject_min_count and context.rejected / total > limit:
         raise SyncRefused(context.connector.name, f"{context.rejected} of {total} records were rejected "
                           f"({context.rejected / total:.1%}, more than the {limit:.0%} limit)",
                           f"see gateway sync rejects {context.run_id} and fix the source")

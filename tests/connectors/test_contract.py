@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from connectors.base import Connector
 
 def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settings) -> Connector:
     """One working configuration per registered kind."""
-    options = {"sql": {"url": demo_sis[0], "mapping": "demo"}}
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster" / "district-1p1"
+    options = {"sql": {"url": demo_sis[0], "mapping": "demo"},
+               "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True}}
     entry = ConnectorSettings(name=f"{kind}-test", kind=kind, source_system="contract", options=options[kind])
     return registry.build(entry, settings)
 
