@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.db import create_ro_engine
 from gateway.errors import ConfigError, GatewayError, MissingSecret
@@ -34,12 +34,10 @@ CONTROL_FIELDS = {"source_id", "modified_at"}
 
 
 class SourceError(GatewayError):
-    """The source database failed while being read (retriable by the engine)."""
+    """The source database failed while being read; ``retriable`` when the connection broke."""
 
-    retriable = True
-
-    def __init__(self, connector: str, stream: str, detail: str) -> None:
-        self.connector, self.stream, self.detail = connector, stream, detail
+    def __init__(self, connector: str, stream: str, detail: str, retriable: bool = True) -> None:
+        self.connector, self.stream, self.detail, self.retriable = connector, stream, detail, retriable
         super().__init__(f"connector {connector}, stream {stream}: the source failed: {detail}")
 
 
@@ -71,7 +69,9 @@ class SqlConnector:
                 for rows, row in enumerate(result.mappings(), start=1):
                     yield build(dict(row), f"{stream} row {rows}")
         except DBAPIError as exc:
-            raise SourceError(self.name, stream, str(exc.orig).splitlines()[0]) from exc
+            # A dropped connection may work next time; a refused statement will not.
+            transient = isinstance(exc, OperationalError) or exc.connection_invalidated
+            raise SourceError(self.name, stream, str(exc.orig).splitlines()[0], retriable=transient) from exc
         self._count_unmapped(query, rows)
 
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:
