@@ -14,9 +14,10 @@ Factory = Callable[[ConnectorSettings, Settings], Connector]
 
 
 def _kinds() -> Mapping[str, Factory]:
-    from connectors import oneroster_csv, sql
+    from connectors import oneroster_csv, oneroster_rest, sql
 
-    return {"oneroster-csv": oneroster_csv.from_settings, "sql": sql.from_settings}
+    return {"oneroster-csv": oneroster_csv.from_settings, "oneroster-rest": oneroster_rest.from_settings,
+            "sql": sql.from_settings}
 
 
 def kinds() -> list[str]:

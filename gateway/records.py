@@ -8,7 +8,7 @@ modification time where it has one. Raw source dicts never leave a connector.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 EXIT_KINDS = ("end_of_year", "withdrawal", "graduation", "transfer", "unknown")
@@ -23,7 +23,8 @@ class Record:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     source_id: str
-    modified_at: dt.datetime | None = None  # for cursors; not part of the row
+    # The source's bookkeeping, for cursors: not part of the row, so not compared.
+    modified_at: dt.datetime | None = field(default=None, compare=False)
 
     def values(self) -> dict[str, Any]:
         """The canonical column values (what the row hash covers)."""

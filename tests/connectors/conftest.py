@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
 from gateway.demo_sis import DemoSummary, generate
+
+from .provider import Provider
 
 DEMO_TODAY = dt.date(2026, 11, 28)
 
@@ -21,3 +24,11 @@ def demo_sis(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DemoSummary
     summary = generate(engine, students=60, seed=7, today=DEMO_TODAY)
     engine.dispose()
     return f"sqlite:///{path}", summary
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    """A OneRoster REST provider on a loopback port, for this test only."""
+    server = Provider()
+    yield server
+    server.stop()

@@ -16,21 +16,27 @@ from gateway.demo_sis import DemoSummary
 from connectors import registry
 from connectors.base import Connector
 
+from .provider import Provider
 
-def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settings) -> Connector:
+
+def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settings, provider: Provider) -> Connector:
     """One working configuration per registered kind."""
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster" / "district-1p1"
+    (settings.keys_dir / f"source-{kind}-test").write_text(provider.state.secret)
     options = {"sql": {"url": demo_sis[0], "mapping": "demo"},
-               "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True}}
+               "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True},
+               "oneroster-rest": {"base_url": provider.base_url, "version": "1.1", "auth": "oauth2",
+                                  "client_id": provider.state.client_id, "token_url": provider.token_url,
+                                  "guardian_portal_access": True}}
     entry = ConnectorSettings(name=f"{kind}-test", kind=kind, source_system="contract", options=options[kind])
     return registry.build(entry, settings)
 
 
 @pytest.mark.parametrize("kind", registry.kinds())
 def test_every_stream_yields_only_records_of_its_table_tombstones_or_rejects(
-    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings
+    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings, provider: Provider
 ) -> None:
-    connector = connector_for(kind, demo_sis, instance)
+    connector = connector_for(kind, demo_sis, instance, provider)
     assert isinstance(connector, Connector)
     assert connector.streams, "a connector declares its streams"
     for spec in connector.streams:
@@ -44,8 +50,10 @@ def test_every_stream_yields_only_records_of_its_table_tombstones_or_rejects(
 
 
 @pytest.mark.parametrize("kind", registry.kinds())
-def test_unmapped_fields_are_reported_by_name_with_counts(kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings) -> None:
-    connector = connector_for(kind, demo_sis, instance)
+def test_unmapped_fields_are_reported_by_name_with_counts(
+    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings, provider: Provider
+) -> None:
+    connector = connector_for(kind, demo_sis, instance, provider)
     for spec in connector.streams:
         list(connector.iter_records(spec.name, None))
     for stream, counter in connector.unmapped_fields().items():
