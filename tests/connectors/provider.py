@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster-rest" / "v1p1"
-PREFIX = "/ims/oneroster/v1p1/"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster-rest"
+PREFIXES = {"/ims/oneroster/v1p1/": "v1p1", "/ims/oneroster/rostering/v1p2/": "v1p2", "/ims/oneroster/gradebook/v1p2/": "v1p2"}
 
 
 @dataclass
@@ -57,7 +57,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         self.state.requests.append(("GET", url.path, query))
-        collection = url.path.removeprefix(PREFIX)
+        prefix = next((p for p in PREFIXES if url.path.startswith(p)), "")
+        collection = url.path.removeprefix(prefix)
         if not self._authorized():
             return self._send(401, {"imsx_codeMajor": "failure", "imsx_description": "unauthorized"})
         if collection in self.state.always_fail:
@@ -65,14 +66,14 @@ class Handler(BaseHTTPRequestHandler):
         pending = self.state.failures.get(collection)
         if pending:
             return self._send(pending.pop(0), {"error": "try later"}, {"Retry-After": self.state.retry_after or ""})
-        path = FIXTURES / f"{collection}.json"
-        if not url.path.startswith(PREFIX) or not path.is_file():
+        path = FIXTURES / PREFIXES.get(prefix, "none") / f"{collection}.json"
+        if not prefix or not path.is_file():
             return self._send(404, {"imsx_codeMajor": "failure", "imsx_description": "unknown collection"})
         if collection in self.state.malformed:
             return self._send_raw(200, b"<html>Service temporarily moved</html>", "text/html")
-        self._page(collection, json.loads(path.read_text())[collection], query)
+        self._page(prefix, collection, json.loads(path.read_text())[collection], query)
 
-    def _page(self, collection: str, items: list[dict[str, Any]], query: dict[str, list[str]]) -> None:
+    def _page(self, prefix: str, collection: str, items: list[dict[str, Any]], query: dict[str, list[str]]) -> None:
         since = _since(query.get("filter", [""])[0])
         if since:
             items = [item for item in items if item.get("dateLastModified", "") >= since]
@@ -80,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"X-Total-Count": str(len(items))}
         if self.state.link_paging and offset + limit < len(items):
             following = {**{k: v[0] for k, v in query.items()}, "offset": str(offset + limit), "limit": str(limit)}
-            headers["Link"] = f'<http://{self.headers["Host"]}{PREFIX}{collection}?{urlencode(following)}>; rel="next"'
+            headers["Link"] = f'<http://{self.headers["Host"]}{prefix}{collection}?{urlencode(following)}>; rel="next"'
         self._send(200, {collection: items[offset:offset + limit]}, headers)
 
     def _authorized(self) -> bool:

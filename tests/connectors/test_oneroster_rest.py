@@ -149,3 +149,20 @@ def test_a_provider_failing_mid_run_leaves_the_replica_unchanged(provider: Provi
     from tests.sync.conftest import replica_state
 
     assert len(replica_state(settings)["scores"]) == 3
+
+
+def test_a_1p2_provider_is_read_from_its_rostering_service_with_roles_inside_users(
+    provider: Provider, instance: Settings, tmp_path: Path
+) -> None:
+    connector = rest_connector(provider, instance, tmp_path, version="1.2", gradebook=False)
+    records = everything(connector)
+    (lia,) = records["students"]
+    assert (lia.source_id, lia.preferred_name, lia.school_source_id, lia.birth_date) == (  # type: ignore[attr-defined]
+        "U-LIA", "Li", "S9", dt.date(2013, 5, 2))
+    (link,) = records["student_guardians"]
+    assert (link.source_id, link.relationship) == ("U-LIA:P-JUN", "parent")  # type: ignore[attr-defined]
+    (membership,) = records["enrollments"]
+    assert (membership.source_id, membership.entry_date) == ("U-LIA@S9", dt.date(2026, 8, 25))  # type: ignore[attr-defined]
+    paths = {path for _, path, _ in provider.state.requests}
+    assert "/ims/oneroster/rostering/v1p2/users" in paths and not any("v1p1" in p for p in paths)
+    assert "Secret-Lia" not in repr(records)

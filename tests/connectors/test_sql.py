@@ -149,3 +149,25 @@ def test_unknown_stream_keys_and_tables_in_a_mapping_are_refused(tmp_path: Path)
     path.write_text('[streams.kids]\ntable = "students"\nquery = "SELECT 1"\ncursr = "x"\n')
     with pytest.raises(ConfigError, match="cursr"):
         load_mapping(str(path))
+
+
+def test_the_demo_sis_is_generated_on_postgresql_by_the_cli_and_reads_back(pg_admin: object, cli: object) -> None:
+    import json
+    import uuid
+
+    from gateway.cli import main
+
+    name = f"gw_demo_sis_{uuid.uuid4().hex[:8]}"
+    url = pg_admin.create(name)  # type: ignore[attr-defined]
+    try:
+        result = cli.invoke(main, ["demo-sis", "generate", "--out", url, "--students", "30", "--seed", "2",  # type: ignore[attr-defined]
+                                   "--today", "2026-11-28", "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["students"] == 30 and "turned_18_during_year" in report["cases"]
+        connector = connect(url)
+        assert len(records(connector, "students")) == 30
+        assert len(records(connector, "attendance")) == report["rows"]["attendance_daily"] + report["rows"]["attendance_period"]
+        connector.close()
+    finally:
+        pg_admin.drop(name)  # type: ignore[attr-defined]
