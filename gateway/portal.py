@@ -268,3 +268,16 @@ class Throttle(PortalBase):
     failures: Mapped[int] = mapped_column(default=0)
     window_started_at: Mapped[dt.datetime] = _created()
     locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class Alert(PortalBase):
+    """Something IT or staff must look at (failed syncs, stale data, repeated refusals)."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audience: Mapped[str] = mapped_column(String(16))  # it or staff
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))  # what it is about: a connector, a user id
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created()
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -233,6 +233,19 @@ def _record_failure(replica: Engine, context: RunContext, error: BaseException) 
         connection.commit()
 
 
+def record_failed_attempt(settings: Settings, connector: str, source_system: str, mode: str, error: str) -> int:
+    """A run that failed before reading anything (the source could not even be opened)."""
+    replica = create_rw_engine(settings.replica.url)
+    try:
+        with replica.begin() as connection:
+            now = utcnow()
+            return connection.execute(insert(SyncRun).values(
+                connector=connector, source_system=source_system, mode=mode, status="failed", started_at=now,
+                finished_at=now, counts={}, unmapped_fields={}, error=error)).inserted_primary_key[0]
+    finally:
+        replica.dispose()
+
+
 def _close_interrupted_runs(replica: Engine, connector: str) -> None:
     """Runs still marked running were killed (we hold the lease, so none is live)."""
     with replica.begin() as connection:

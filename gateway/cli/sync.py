@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
+from gateway.errors import GatewayError
 from gateway.replica import SyncReject, SyncRun
 from gateway.settings import Settings
 
@@ -28,11 +29,17 @@ def sync() -> None:
 def run_connector(settings: Settings, name: str, full: bool, allow_shrink: bool, show_progress: bool) -> Any:
     """Build the named connector and run one sync of it (the CLI's and the scheduler's way in)."""
     from connectors import registry
-    from sync.engine import run_sync
+    from sync.engine import record_failed_attempt, run_sync
 
-    connector = registry.build(settings.connector(name), settings)
+    entry = settings.connector(name)
+    mode = "full" if full else "incremental"
     try:
-        return run_sync(settings, connector, "full" if full else "incremental", allow_shrink,
+        connector = registry.build(entry, settings)
+    except GatewayError as error:
+        record_failed_attempt(settings, name, entry.source_system, mode, str(error))
+        raise
+    try:
+        return run_sync(settings, connector, mode, allow_shrink,
                         _progress if show_progress else None)
     finally:
         connector.close()

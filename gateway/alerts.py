@@ -1,0 +1,36 @@
+"""Alerts for IT and staff: raised once while open, mailed to the configured recipients."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway import mail
+from gateway.dbtypes import utcnow
+from gateway.portal import Alert
+from gateway.settings import Settings
+
+
+def raise_alert(session: Session, settings: Settings, audience: str, kind: str, subject: str, message: str) -> bool:
+    """Open an alert unless the same one is already open; True when a new one was raised."""
+    open_already = session.scalars(select(Alert.id).where(
+        Alert.kind == kind, Alert.subject == subject, Alert.resolved_at.is_(None))).first()
+    if open_already is not None:
+        return False
+    session.add(Alert(audience=audience, kind=kind, subject=subject, message=message))
+    session.commit()
+    recipients = settings.alerts.it_recipients if audience == "it" else settings.alerts.staff_recipients
+    mail.send(settings, recipients, f"[{settings.district.name} portal] {kind.replace('_', ' ')}: {subject}", message)
+    return True
+
+
+def resolve(session: Session, kind: str, subject: str) -> int:
+    count = session.execute(update(Alert).where(Alert.kind == kind, Alert.subject == subject,
+                                                Alert.resolved_at.is_(None)).values(resolved_at=utcnow())).rowcount
+    session.commit()
+    return count
+
+
+def open_alerts(session: Session, audience: str) -> list[Alert]:
+    return list(session.scalars(select(Alert).where(Alert.audience == audience, Alert.resolved_at.is_(None))
+                                .order_by(Alert.created_at.desc())))

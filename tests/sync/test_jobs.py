@@ -1,0 +1,83 @@
+"""Job definitions, run requests, and the alerts a failing connector raises."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import jobs
+from gateway.db import create_rw_engine
+from gateway.errors import UnknownPlugin
+from gateway.mail import outbox_messages
+from gateway.portal import Alert
+from gateway.settings import Settings, load_settings
+
+from .conftest import CONNECTOR
+
+
+@pytest.fixture
+def configured(instance: Settings, source: Path) -> Settings:
+    config = Path(str(instance.config_path))
+    config.write_text(config.read_text() + '\n[alerts]\nit_recipients = ["it@district.example"]\n\n'
+                      f'[[connectors]]\nname = "{CONNECTOR}"\nkind = "sql"\nurl = "sqlite:///{source}"\nmapping = "demo"\n')
+    return load_settings(config, env={})
+
+
+def portal(settings: Settings) -> Session:
+    return Session(create_rw_engine(settings.portal.url))
+
+
+@pytest.mark.parametrize(("cron", "every", "message"), [
+    ("61 * * * *", None, "is not a crontab expression"),
+    (None, "often", "is not a duration"),
+    (None, "0m", "is not a duration"),
+    ("* * * * *", "1m", "exactly one of"),
+])
+def test_a_bad_schedule_is_refused_with_what_to_write(configured: Settings, cron: str | None, every: str | None, message: str) -> None:
+    with portal(configured) as session, pytest.raises(jobs.JobError, match=message):
+        jobs.add_job(session, configured, CONNECTOR, cron, every, full=False)
+    with portal(configured) as session:
+        assert jobs.list_jobs(session) == []
+
+
+def test_a_job_for_an_unknown_connector_names_the_configured_ones(configured: Settings) -> None:
+    with portal(configured) as session, pytest.raises(UnknownPlugin, match="sis"):
+        jobs.add_job(session, configured, "nope", None, "1h", full=False)
+
+
+def test_a_connectors_first_job_brings_a_nightly_full_run_and_later_ones_do_not(configured: Settings) -> None:
+    with portal(configured) as session:
+        first = jobs.add_job(session, configured, CONNECTOR, None, "15m", full=False)
+        second = jobs.add_job(session, configured, CONNECTOR, "0 12 * * *", None, full=False)
+    assert [(j.trigger, j.expression, j.full) for j in first] == [("interval", "15m", False), ("cron", "30 2 * * *", True)]
+    assert len(second) == 1
+
+
+def test_each_run_request_is_claimed_once(configured: Settings) -> None:
+    with portal(configured) as session:
+        request = jobs.request_run(session, configured, CONNECTOR, full=True, requested_by="test")
+        assert [r.id for r in jobs.claim_requests(session)] == [request]
+        assert jobs.claim_requests(session) == []
+
+
+def test_consecutive_failures_alert_it_once_and_a_success_resolves_it(configured: Settings, source: Path) -> None:
+    from sync.scheduler import run_job
+
+    settings = dataclasses.replace(configured, sync=dataclasses.replace(configured.sync, retry_attempts=0))
+    healthy = source.read_bytes()
+    source.write_bytes(b"this is not a database")
+    outcomes = [run_job(str(settings.config_path), CONNECTOR, False) for _ in range(3)]
+    assert all(outcome.startswith("failed") for outcome in outcomes)
+    with portal(settings) as session:
+        open_alerts = session.scalars(select(Alert).where(Alert.resolved_at.is_(None))).all()
+    assert [(a.audience, a.kind, a.subject) for a in open_alerts] == [("it", "sync_failed", CONNECTOR)]
+    (message,) = outbox_messages(settings.mail.outbox_dir)
+    assert b"it@district.example" in message.read_bytes() and b"sync failed: sis" in message.read_bytes()
+    source.write_bytes(healthy)
+    assert run_job(str(settings.config_path), CONNECTOR, False).endswith("succeeded")
+    with portal(settings) as session:
+        assert session.scalars(select(Alert).where(Alert.resolved_at.is_(None))).all() == []
