@@ -195,3 +195,26 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+# --- RosarioSIS on PostgreSQL ------------------------------------------------------------------
+
+ROSARIO_SCHEMA = SHARED / "interop" / "rosariosis" / "rosariosis.sql"
+ROSARIO_POPULATION = Path(__file__).parent / "fixtures" / "rosariosis" / "population.sql"
+
+
+@pytest.fixture
+def rosario(pg_admin: PgAdmin) -> Iterator[str]:
+    """A fresh database with RosarioSIS's own schema and seed, plus a small planted population."""
+    import psycopg
+
+    if not ROSARIO_SCHEMA.is_file():
+        pytest.skip(f"the RosarioSIS schema is not at {ROSARIO_SCHEMA}")
+    name = f"gw_rosario_{uuid.uuid4().hex[:8]}"
+    url = pg_admin.create(name)
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(ROSARIO_SCHEMA.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        connection.execute(ROSARIO_POPULATION.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    yield url
+    pg_admin.drop(name)

@@ -147,8 +147,10 @@ def test_a_provider_failing_mid_run_leaves_the_replica_unchanged(provider: Provi
     with pytest.raises(ProviderError):
         run_sync(settings, registry.build(entry, settings), "full")
     from tests.sync.conftest import replica_state
+    from web import create_app
 
     assert len(replica_state(settings)["scores"]) == 3
+    assert create_app(settings).test_client().get("/healthz").status_code == 200  # the portal still serves
 
 
 def test_a_1p2_provider_is_read_from_its_rostering_service_with_roles_inside_users(

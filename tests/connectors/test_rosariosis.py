@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,67 +18,16 @@ from gateway.settings import ConnectorSettings, Settings
 from connectors.mapping import load_mapping
 from connectors.sql import SourceError, SqlConnector
 
-SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "interop" / "rosariosis" / "rosariosis.sql"
 PLANTED_SSNS = ("900-11-2222", "900-33-4444", "900-55-6666")
 PLANTED_MEDICAL = "MEDICAL-ROSARIO: peanut allergy, epinephrine in office"
 
-POPULATION = """
-INSERT INTO students (student_id, last_name, first_name, username, password, custom_200000003, custom_200000004)
-VALUES (2, 'Lopez', 'Maria', 'mlopez', '$6$planted$HASHHASHHASH', '900-11-2222', '2009-02-10'),
-       (3, 'Okafor', 'Chidi', 'cokafor', '$6$planted$OTHERHASH', '900-33-4444', '2008-09-15');
-UPDATE students SET custom_200000003 = '900-55-6666' WHERE student_id = 1;
-SELECT setval('students_student_id_seq', 3);
-INSERT INTO student_enrollment (syear, school_id, student_id, grade_id, start_date, end_date, drop_code)
-VALUES (2024, 1, 2, 7, '2024-06-14', NULL, NULL), (2024, 1, 3, 7, '2024-06-14', '2024-11-01', 1);
-INSERT INTO people (person_id, last_name, first_name) VALUES (10, 'Lopez', 'Ana'), (11, 'Lopez', 'Tio');
-INSERT INTO people_join_contacts (person_id, title, value) VALUES (10, 'Email', 'ana.lopez@example.net'), (10, 'Home Phone', '555-0110');
-INSERT INTO students_join_people (student_id, person_id, custody, emergency, student_relation)
-VALUES (2, 10, 'Y', 'Y', 'Mother'), (2, 11, NULL, 'Y', 'Uncle');
-INSERT INTO student_medical (student_id, type, medical_date, comments)
-VALUES (2, 'Immunization', '2024-08-01', 'MEDICAL-ROSARIO: peanut allergy, epinephrine in office');
-INSERT INTO course_subjects (subject_id, syear, school_id, title) VALUES (1, 2024, 1, 'Mathematics');
-INSERT INTO courses (syear, course_id, subject_id, school_id, grade_level, title, short_name) VALUES (2024, 1, 1, 1, 8, 'Algebra I', 'ALG1');
-INSERT INTO course_periods (syear, school_id, course_period_id, course_id, title, short_name, mp, marking_period_id, teacher_id, room)
-VALUES (2024, 1, 1, 1, 'Algebra I - Teach Teacher', 'ALG1-1', 'FY', 1, 2, '204');
-INSERT INTO course_period_school_periods (course_period_id, period_id, days) VALUES (1, 1, 'MTWHF');
-INSERT INTO schedule (syear, school_id, student_id, start_date, course_id, course_period_id, mp, marking_period_id)
-VALUES (2024, 1, 1, '2024-06-14', 1, 1, 'FY', 1), (2024, 1, 2, '2024-06-14', 1, 1, 'FY', 1);
-INSERT INTO gradebook_assignment_types (assignment_type_id, staff_id, course_id, title) VALUES (1, 2, 1, 'Homework');
-INSERT INTO gradebook_assignments (assignment_id, staff_id, marking_period_id, course_period_id, course_id, assignment_type_id, title, due_date, points)
-VALUES (1, 2, 1, 1, NULL, 1, 'Linear equations', '2024-09-20', 20), (2, 2, 1, NULL, 1, 1, 'Course-wide quiz', '2024-09-27', 10);
-INSERT INTO gradebook_grades (student_id, course_period_id, assignment_id, points, comment)
-VALUES (1, 1, 1, 18, 'good'), (2, 1, 1, -1, 'excused'), (2, 1, 2, 7, NULL);
-INSERT INTO student_report_card_grades (syear, school_id, student_id, course_period_id, marking_period_id, grade_letter, grade_percent, course_title, comment)
-VALUES (2024, 1, 2, 1, 3, 'B+', 88.5, 'Algebra I', 'COUNSEL-ROSARIO: talk to family');
-INSERT INTO attendance_day (student_id, school_date, minutes_present, state_value, syear, marking_period_id)
-VALUES (2, '2024-09-20', 0, 0.0, 2024, 1), (1, '2024-09-20', 300, 1.0, 2024, 1);
-INSERT INTO attendance_period (student_id, school_date, period_id, attendance_code, course_period_id, marking_period_id)
-VALUES (2, '2024-09-20', 1, 1, 1, 1);
-INSERT INTO student_mp_stats (student_id, marking_period_id, cum_cr_weighted_factor) VALUES (1, 1, 3.2), (2, 1, 3.8);
-"""
+
 CHECKSUM = """
 SELECT (SELECT count(*) FROM students), (SELECT count(*) FROM student_mp_stats),
        (SELECT md5(string_agg(concat_ws('|', student_id, marking_period_id, cum_rank, class_size), ',' ORDER BY student_id))
           FROM student_mp_stats),
        (SELECT md5(string_agg(concat_ws('|', student_id, first_name, last_name), ',' ORDER BY student_id)) FROM students)
 """
-
-
-@pytest.fixture
-def rosario(pg_admin: object) -> Iterator[str]:
-    """A fresh database with RosarioSIS's schema, seed and a small population."""
-    if not SCHEMA.is_file():
-        pytest.skip(f"the RosarioSIS schema is not at {SCHEMA}")
-    import uuid
-
-    name = f"gw_rosario_{uuid.uuid4().hex[:8]}"
-    url = pg_admin.create(name)  # type: ignore[attr-defined]
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(SCHEMA.read_text(encoding="utf-8"))  # type: ignore[arg-type]
-        connection.execute(POPULATION)  # type: ignore[arg-type]
-    yield url
-    pg_admin.drop(name)  # type: ignore[attr-defined]
 
 
 pytestmark = pytest.mark.interop
