@@ -7,12 +7,13 @@ when none are given). The scheduler never starts here: it is its own process.
 from __future__ import annotations
 
 from flask import Flask
+from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.keys import load_keyring
+from gateway.keys import load_keys
 from gateway.settings import Settings, load_settings
-from web import db, headers, public
+from web import auth, db, headers, portal, public, student
 
 csrf = CSRFProtect()
 
@@ -25,7 +26,10 @@ def create_app(config: Settings | None = None) -> Flask:
     csrf.init_app(app)
     db.init_app(app, settings)
     headers.init_app(app)
-    app.register_blueprint(public.bp)
+    login = LoginManager(app)
+    auth.init_login(login)
+    for blueprint in (public.bp, auth.bp, portal.bp, student.bp):
+        app.register_blueprint(blueprint)
     if settings.web.trusted_proxy_hops:
         hops = settings.web.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -33,7 +37,9 @@ def create_app(config: Settings | None = None) -> Flask:
 
 
 def _configure(app: Flask, settings: Settings) -> None:
-    ring = load_keyring(settings, "flask")
+    keys = load_keys(settings)
+    app.extensions["gateway.keys"] = keys
+    ring = keys.flask
     secure = settings.web.public_url.startswith("https://")
     app.config.update(
         GATEWAY_SETTINGS=settings,
@@ -48,4 +54,5 @@ def _configure(app: Flask, settings: Settings) -> None:
         PREFERRED_URL_SCHEME="https" if secure else "http",
         HSTS=secure,
         MAX_CONTENT_LENGTH=1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the session's own lifetime bounds the token
     )

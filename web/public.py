@@ -18,6 +18,14 @@ def index() -> ResponseReturnValue:
     return render_template("index.html", district=settings.district.name)
 
 
+@bp.get("/help")
+def help() -> ResponseReturnValue:
+    from gateway import guidelines
+
+    version = guidelines.current(db.portal())
+    return render_template("help.html", guidelines=version.body if version else guidelines.DEFAULT_GUIDELINES)
+
+
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     """Both databases answer; no personal data, no counts."""

@@ -1,0 +1,196 @@
+"""Accounts, live sessions and login throttling, all in the portal database.
+
+Sessions are server-side rows (the cookie holds only a random token, stored hashed), so
+logout, "sign out everywhere", a password change and a denial end them for every worker.
+Failed logins are counted per account and per client address in the database, so the
+lockout holds across workers and hosts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway import passwords
+from gateway.dbtypes import utcnow
+from gateway.errors import GatewayError
+from gateway.portal import Denial, Throttle, User, UserSession
+from gateway.settings import Settings
+
+TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this often
+
+
+class AccountError(GatewayError):
+    exit_code = 2
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(func.lower(User.username) == username.strip().lower())).first()
+
+
+def create_user(session: Session, settings: Settings, *, username: str, password: str, role: str, display_name: str,
+                email: str | None = None, source_system: str | None = None, guardian_source_id: str | None = None,
+                student_source_id: str | None = None) -> User:
+    """A new account; the password must pass the NIST checks."""
+    username = username.strip()
+    if not username or len(username) > 64 or find_user(session, username) is not None:
+        raise AccountError(f"the username {username!r} is taken or not allowed; choose another")
+    found = passwords.problems(password, settings, [username, display_name, email or ""])
+    if found:
+        raise AccountError(found[0].message)
+    user = User(username=username, role=role, display_name=display_name, email=email,
+                password_hash=passwords.hasher_for(settings).hash(password), source_system=source_system,
+                guardian_source_id=guardian_source_id, student_source_id=student_source_id)
+    session.add(user)
+    session.flush()
+    return user
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User | None
+    refusal: str | None = None  # bad_credentials, locked, denied
+    locked_until: dt.datetime | None = None
+
+
+def authenticate(session: Session, settings: Settings, username: str, password: str, ip: str) -> LoginResult:
+    """Check a login; failures count toward lockouts of the account and of the address."""
+    now = utcnow()
+    sec = settings.security
+    locked = max(filter(None, (locked_until(session, "login_account", username.lower(), now),
+                               locked_until(session, "login_ip", ip, now))), default=None)
+    user = find_user(session, username)
+    hasher = passwords.hasher_for(settings)
+    ok = passwords.verify(hasher, user.password_hash if user else None, password)  # same work for unknown names
+    if locked is not None:
+        return LoginResult(None, "locked", locked)
+    if not ok or user is None:
+        window, lockout = dt.timedelta(minutes=sec.login_window_minutes), dt.timedelta(minutes=sec.lockout_minutes)
+        until = record_failure(session, "login_account", username.lower(), now, sec.login_max_failures, window, lockout)
+        record_failure(session, "login_ip", ip, now, sec.ip_max_failures, window, lockout)
+        return LoginResult(None, "locked" if until else "bad_credentials", until)
+    if user.disabled_at is not None or is_denied_user(session, user):
+        return LoginResult(None, "denied")
+    reset_throttle(session, "login_account", username.lower())
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    return LoginResult(user)
+
+
+def is_denied_user(session: Session, user: User) -> bool:
+    """Denied by account, or as the SIS guardian the account belongs to."""
+    clauses = [Denial.user_id == user.id]
+    if user.guardian_source_id:
+        clauses.append((Denial.source_system == user.source_system) & (Denial.guardian_source_id == user.guardian_source_id))
+    query = select(Denial.id).where(Denial.lifted_at.is_(None)).where(clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1])
+    return session.scalars(query).first() is not None
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+def start_session(session: Session, user: User, ip: str | None, user_agent: str | None) -> str:
+    """A new server-side session; returns the token for the cookie (stored only hashed)."""
+    token = secrets.token_urlsafe(32)
+    session.add(UserSession(token_hash=token_hash(token), user_id=user.id, ip=ip, user_agent=(user_agent or "")[:255]))
+    session.flush()
+    return token
+
+
+def load_session(session: Session, settings: Settings, token: str) -> tuple[User, UserSession] | None:
+    """The live session for a cookie token, or None (ending it if it timed out or was revoked)."""
+    live = session.scalars(select(UserSession).where(UserSession.token_hash == token_hash(token))).first()
+    if live is None or live.ended_at is not None:
+        return None
+    now = utcnow()
+    user = session.get(User, live.user_id)
+    reason = _end_reason(session, settings, live, user, now)
+    if reason or user is None:
+        end_session(session, live, reason or "gone")
+        return None
+    if now - live.last_seen_at > TOUCH_EVERY:
+        live.last_seen_at = now
+    return user, live
+
+
+def _end_reason(session: Session, settings: Settings, live: UserSession, user: User | None, now: dt.datetime) -> str | None:
+    if now - live.last_seen_at > dt.timedelta(minutes=settings.web.idle_timeout_minutes):
+        return "idle"
+    if now - live.created_at > dt.timedelta(hours=settings.web.absolute_timeout_hours):
+        return "expired"
+    if user is not None and (user.disabled_at is not None or is_denied_user(session, user)):
+        return "denied"
+    return None
+
+
+def end_session(session: Session, live: UserSession, reason: str) -> None:
+    live.ended_at, live.end_reason = utcnow(), reason
+
+
+def end_all_sessions(session: Session, user_id: int, reason: str, keep: int | None = None) -> int:
+    query = update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+    if keep is not None:
+        query = query.where(UserSession.id != keep)
+    return session.execute(query.values(ended_at=utcnow(), end_reason=reason)).rowcount
+
+
+def change_password(session: Session, settings: Settings, user: User, current: str, new: str, keep: int | None) -> None:
+    hasher = passwords.hasher_for(settings)
+    if not passwords.verify(hasher, user.password_hash, current):
+        raise AccountError("Your current password is not right.")
+    found = passwords.problems(new, settings, [user.username, user.display_name, user.email or ""])
+    if found:
+        raise AccountError(found[0].message)
+    user.password_hash, user.password_changed_at = hasher.hash(new), utcnow()
+    end_all_sessions(session, user.id, "password_changed", keep=keep)
+
+
+def login_history(session: Session, user_id: int, limit: int = 20) -> list[UserSession]:
+    return list(session.scalars(select(UserSession).where(UserSession.user_id == user_id)
+                                .order_by(UserSession.created_at.desc()).limit(limit)))
+
+
+# --- throttling ----------------------------------------------------------------------------------
+
+def locked_until(session: Session, scope: str, key: str, now: dt.datetime) -> dt.datetime | None:
+    until = session.scalars(select(Throttle.locked_until).where(Throttle.scope == scope, Throttle.key == key)).first()
+    return until if until is not None and until > now else None
+
+
+def record_failure(session: Session, scope: str, key: str, now: dt.datetime, limit: int,
+                   window: dt.timedelta, lockout: dt.timedelta) -> dt.datetime | None:
+    """Count one failure (atomically, for every worker); return the lockout's end if it starts now."""
+    row = session.scalars(select(Throttle).where(Throttle.scope == scope, Throttle.key == key)).first()
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(Throttle(scope=scope, key=key, failures=0, window_started_at=now))
+        except IntegrityError:
+            pass  # another worker created it first
+        row = session.scalars(select(Throttle).where(Throttle.scope == scope, Throttle.key == key)).one()
+    if now - row.window_started_at > window:
+        row.failures, row.window_started_at = 0, now
+    session.execute(update(Throttle).where(Throttle.id == row.id).values(failures=Throttle.failures + 1))
+    session.refresh(row)
+    if row.failures >= limit:
+        row.locked_until, row.failures, row.window_started_at = now + lockout, 0, now
+        return row.locked_until
+    return None
+
+
+def reset_throttle(session: Session, scope: str, key: str) -> None:
+    session.execute(update(Throttle).where(Throttle.scope == scope, Throttle.key == key)
+                    .values(failures=0, locked_until=None))
+
+
+def unlock(session: Session, username: str) -> None:
+    reset_throttle(session, "login_account", username.lower())

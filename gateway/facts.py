@@ -1,0 +1,109 @@
+"""Facts for the access rules, gathered from the replica (read-only) and the portal database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import access
+from gateway.crypto import FieldCipher, email_index
+from gateway.keys import KeyRing
+from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
+from gateway.replica import Enrollment, Guardian, Student, StudentGuardian
+from gateway.schema import encryption_context
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class StudentRef:
+    source_system: str
+    source_id: str
+
+
+def policy_of(settings: Settings) -> access.Policy:
+    p = settings.policy
+    return access.Policy(p.school_year_start, p.summer_bridge_exit_window_days, p.summer_bridge_days_after_year,
+                         p.unknown_birth_date)
+
+
+def district_date(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
+    return moment.astimezone(zone).date()
+
+
+def student_row(replica: Session, ref: StudentRef) -> Student | None:
+    return replica.scalars(select(Student).where(Student.source_system == ref.source_system,
+                                                 Student.source_id == ref.source_id)).first()
+
+
+def birth_date(student: Student | None, cipher: FieldCipher) -> dt.date | None:
+    if student is None or student.birth_date is None:
+        return None
+    return dt.date.fromisoformat(cipher.decrypt(student.birth_date, encryption_context("students", "birth_date")))
+
+
+def enrolments(replica: Session, ref: StudentRef) -> list[access.Enrolment]:
+    rows = replica.scalars(select(Enrollment).where(Enrollment.source_system == ref.source_system,
+                                                    Enrollment.student_source_id == ref.source_id))
+    return [access.Enrolment(r.entry_date, r.exit_date, r.exit_kind) for r in rows]
+
+
+def terminations(portal: Session, ref: StudentRef) -> list[access.Termination]:
+    requests = portal.scalars(select(TerminationRequest).where(
+        TerminationRequest.source_system == ref.source_system, TerminationRequest.student_source_id == ref.source_id,
+        TerminationRequest.withdrawn_at.is_(None))).all()
+    result = []
+    for request in requests:
+        named = portal.scalars(select(TerminationRequestGuardian.guardian_source_id)
+                               .where(TerminationRequestGuardian.request_id == request.id)).all()
+        result.append(access.Termination(request.effective_date, request.covers_all, frozenset(named)))
+    return result
+
+
+def person_denied(portal: Session, replica: Session, user: User, index_ring: KeyRing, cipher: FieldCipher) -> bool:
+    """Denied by account, by SIS guardian identity, or by the email the SIS holds for them."""
+    clauses = [Denial.user_id == user.id]
+    if user.guardian_source_id:
+        clauses.append((Denial.source_system == user.source_system) & (Denial.guardian_source_id == user.guardian_source_id))
+        guardian = replica.scalars(select(Guardian).where(Guardian.source_system == user.source_system,
+                                                          Guardian.source_id == user.guardian_source_id)).first()
+        if guardian is not None and guardian.email_index:
+            clauses.append(Denial.email_index == guardian.email_index)
+    if user.email:
+        clauses.append(Denial.email_index == email_index(index_ring, user.email))
+    condition = clauses[0]
+    for clause in clauses[1:]:
+        condition = condition | clause
+    return portal.scalars(select(Denial.id).where(Denial.lifted_at.is_(None), condition)).first() is not None
+
+
+def parent_facts(replica: Session, portal: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing,
+                 user: User, ref: StudentRef) -> access.ParentFacts:
+    links = replica.scalars(select(StudentGuardian).where(
+        StudentGuardian.source_system == ref.source_system, StudentGuardian.student_source_id == ref.source_id,
+        StudentGuardian.guardian_source_id == (user.guardian_source_id or ""))).all()
+    activation = portal.scalars(select(UserStudent).where(
+        UserStudent.user_id == user.id, UserStudent.source_system == ref.source_system,
+        UserStudent.student_source_id == ref.source_id)).first()
+    account_ok = user.disabled_at is None and not person_denied(portal, replica, user, index_ring, cipher)
+    return access.ParentFacts(
+        guardian_source_id=user.guardian_source_id or "", account_ok=account_ok,
+        links=[access.Link(l.portal_access, l.start_date, l.end_date) for l in links],  # noqa: E741
+        activated_on=district_date(activation.activated_at, settings.zone) if activation else None,
+        birth_date=birth_date(student_row(replica, ref), cipher), enrolments=enrolments(replica, ref),
+        terminations=terminations(portal, ref))
+
+
+def children_of(replica: Session, portal: Session, user: User) -> list[StudentRef]:
+    """Students this account activated, and those the SIS links to this guardian (for the dashboard)."""
+    refs = {StudentRef(a.source_system, a.student_source_id)
+            for a in portal.scalars(select(UserStudent).where(UserStudent.user_id == user.id))}
+    if user.guardian_source_id:
+        rows = replica.execute(select(StudentGuardian.source_system, StudentGuardian.student_source_id).where(
+            StudentGuardian.source_system == user.source_system,
+            StudentGuardian.guardian_source_id == user.guardian_source_id, StudentGuardian.portal_access.is_(True)))
+        refs |= {StudentRef(ss, sid) for ss, sid in rows}
+    return sorted(refs, key=lambda r: (r.source_system, r.source_id))

@@ -1,0 +1,120 @@
+"""A synced district for page tests: the demo SIS (every policy case) in the test instance."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import Session
+
+from gateway import activation, guidelines
+from gateway.db import create_rw_engine
+from gateway.demo_sis import DemoSummary, generate
+from gateway.portal import UserStudent
+from gateway.settings import ConnectorSettings, Settings
+
+PASSWORD = "correct horse battery staple lamp"
+TODAY = dt.date(2026, 11, 28)
+
+
+@pytest.fixture(scope="session")
+def district_sis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
+    path = tmp_path_factory.mktemp("district") / "sis.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    summary = generate(engine, students=40, seed=3, today=TODAY)
+    engine.dispose()
+    return path, summary
+
+
+@pytest.fixture
+def district(instance: Settings, district_sis: tuple[Path, DemoSummary], tmp_path: Path) -> tuple[Settings, DemoSummary]:
+    """The instance with the demo district synced into its replica."""
+    from connectors import registry
+    from sync.engine import run_sync
+
+    source = tmp_path / "sis.sqlite3"
+    shutil.copyfile(district_sis[0], source)
+    entry = ConnectorSettings("sis", "sql", "sis", {"url": f"sqlite:///{source}", "mapping": "demo"})
+    settings = dataclasses.replace(instance, connectors=(entry,))
+    run_sync(settings, registry.build(entry, settings), "full")
+    return settings, district_sis[1]
+
+
+@pytest.fixture
+def district_app(district: tuple[Settings, DemoSummary]) -> Flask:
+    from web import create_app
+
+    app = create_app(district[0])
+    app.config.update(TESTING=True)
+    return app
+
+
+def portal_session(settings: Settings) -> Session:
+    return Session(create_rw_engine(settings.portal.url))
+
+
+def issue_code(settings: Settings, purpose: str, pupil: int, contact: int | None) -> str:
+    with portal_session(settings) as session:
+        issued = activation.issue(session, settings, purpose, "sis", str(pupil), str(contact) if contact else None)
+        session.commit()
+        return issued.code
+
+
+def csrf(client: FlaskClient, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"', page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1) or match.group(2)
+
+
+def activate(client: FlaskClient, code: str, username: str) -> Any:
+    token = csrf(client, "/activate")
+    return client.post("/activate", data={"csrf_token": token, "code": code, "username": username,
+                                          "password": PASSWORD, "responsibilities": "y"})
+
+
+def accept_guidelines(client: FlaskClient) -> None:
+    token = csrf(client, "/guidelines")
+    response = client.post("/guidelines", data={"csrf_token": token, "accept": "y"})
+    assert response.status_code == 302
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
+    token = csrf(client, "/login")
+    return client.post("/login", data={"csrf_token": token, "username": username, "password": password})
+
+
+def set_activation_date(settings: Settings, username: str, when: dt.date) -> None:
+    from gateway.portal import User
+
+    with portal_session(settings) as session:
+        user_id = session.scalars(select(User.id).where(User.username == username)).one()
+        moment = dt.datetime.combine(when, dt.time(12), dt.timezone.utc)
+        session.execute(update(UserStudent).where(UserStudent.user_id == user_id).values(activated_at=moment))
+        session.commit()
+
+
+@pytest.fixture
+def parent_client(district_app: Flask, district: tuple[Settings, DemoSummary]) -> Callable[[str, str], FlaskClient]:
+    """A signed-in parent (guidelines accepted) for a case's guardian, activated in 2024."""
+    settings, summary = district
+
+    def make(case: str, username: str) -> FlaskClient:
+        info = summary.cases[case]
+        client = district_app.test_client()
+        response = activate(client, issue_code(settings, "guardian", info["pupil_id"], info["contact_id"]), username)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        accept_guidelines(client)
+        set_activation_date(settings, username, dt.date(2024, 8, 1))
+        return client
+
+    return make

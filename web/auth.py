@@ -1,0 +1,273 @@
+"""Signing in and out, activating with a letter's code, accepting the guidelines, the account page.
+
+No "remember me" and no persistent cookie (policy III.B.2): the cookie is a browser-session
+cookie holding a token for a server-side session, which ends on logout, idle, age, a
+password change, "sign out everywhere" or a denial.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from gateway import accounts, activation
+from gateway import guidelines as guideline_service
+from gateway.crypto import email_index
+from gateway.dbtypes import utcnow
+from gateway.portal import ActivationCode, GuidelineVersion, User, UserSession
+from gateway.replica import Guardian, Student
+from web import context, db
+
+bp = Blueprint("auth", __name__)
+OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "public.index", "public.healthz",
+                  "public.help", "static"}
+
+
+def init_login(login: LoginManager) -> None:
+    login.login_view = "auth.login"
+    login.login_message = "Please sign in to see that page."
+    login.session_protection = None  # our own server-side sessions do this job
+    login.request_loader(_load_from_session)
+    login.user_loader(lambda _id: None)  # never from Flask-Login's own cookie: only our session token
+
+
+def _load_from_session(_request: object) -> context.Account | None:
+    token = session.get("sid")
+    if not token:
+        return None
+    portal = db.portal()
+    found = accounts.load_session(portal, context.settings(), token)
+    portal.commit()
+    if found is None:
+        session.clear()
+        return None
+    return context.Account(found[0], found[1].id)
+
+
+@bp.before_app_request
+def require_current_guidelines() -> ResponseReturnValue | None:
+    """The current user guidelines must be accepted before any other page."""
+    if request.endpoint in OPEN_ENDPOINTS or not current_user.is_authenticated:
+        return None
+    if not guideline_service.has_accepted_current(db.portal(), context.user().id):
+        return redirect(url_for("auth.guidelines", next=request.path))
+    return None
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    form = LoginForm()
+    if form.validate_on_submit():
+        result = accounts.authenticate(db.portal(), context.settings(), form.username.data, form.password.data,
+                                       context.client_ip())
+        if result.user is not None:
+            return _sign_in(result.user)
+        context.record("login.failed", username=form.username.data[:64], reason=result.refusal)
+        form.password.errors.append(_refusal_message(result))
+    return render_template("login.html", form=form), 200 if request.method == "GET" or not form.errors else 401
+
+
+def _refusal_message(result: accounts.LoginResult) -> str:
+    if result.refusal == "locked" and result.locked_until:
+        local = result.locked_until.astimezone(context.settings().zone)
+        return f"Too many attempts. Try again after {local:%H:%M}, or ask your school to unlock your account."
+    if result.refusal == "denied":
+        return "This account cannot sign in. Contact the Student Accounting Department."
+    return "That username and password do not match."
+
+
+def _sign_in(user: User) -> ResponseReturnValue:
+    portal = db.portal()
+    session.clear()  # a new session at every login: no fixation
+    token = accounts.start_session(portal, user, context.client_ip(), request.headers.get("User-Agent"))
+    portal.commit()
+    session["sid"] = token
+    live = portal.scalars(select(UserSession).where(UserSession.token_hash == accounts.token_hash(token))).one()
+    login_user(context.Account(user, live.id), remember=False)
+    context.record("login")
+    return redirect(_safe_next(request.args.get("next")))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never another host (no open redirects)."""
+    if not target:
+        return url_for("portal.dashboard")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("portal.dashboard")
+    return target
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        portal = db.portal()
+        live = portal.get(UserSession, current_user.session_id)
+        if live is not None:
+            accounts.end_session(portal, live, "logout")
+        context.record("logout")
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))
+
+
+class GuidelinesForm(FlaskForm):  # type: ignore[misc]
+    accept = BooleanField("I have read and accept the user guidelines", validators=[DataRequired()])
+
+
+@bp.route("/guidelines", methods=["GET", "POST"])
+@login_required
+def guidelines() -> ResponseReturnValue:
+    portal = db.portal()
+    version = guidelines_current()
+    form = GuidelinesForm()
+    if form.validate_on_submit():
+        guidelines_accept(version.id)
+        context.record("guidelines.accepted", version=version.version)
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("guidelines.html", form=form, version=version, accepted=guideline_service.has_accepted_current(portal, context.user().id))
+
+
+def guidelines_current() -> GuidelineVersion:
+    version = guideline_service.ensure_published(db.portal())
+    db.portal().commit()
+    return version
+
+
+def guidelines_accept(version_id: int) -> None:
+    guideline_service.accept(db.portal(), context.user().id, version_id)
+    db.portal().commit()
+
+
+class ActivateForm(FlaskForm):  # type: ignore[misc]
+    code = StringField("Activation code (from your letter)", validators=[DataRequired(), Length(max=40)])
+    username = StringField("Choose a username", validators=[Length(max=64)])
+    password = PasswordField("Choose a password (at least 15 characters)", validators=[Length(max=256)])
+    responsibilities = BooleanField("I will keep my password to myself, never set a browser to sign in automatically, "
+                                    "and look only at my own children's records")
+
+
+@bp.route("/activate", methods=["GET", "POST"])
+def activate() -> ResponseReturnValue:
+    """Redeem a letter's code: a new account, or another child for the signed-in one."""
+    form = ActivateForm()
+    if form.validate_on_submit():
+        error = _try_activate(form)
+        if error is None:
+            return redirect(url_for("portal.dashboard"))
+        form.code.errors.append(error)
+    return render_template("activate.html", form=form, signed_in=current_user.is_authenticated), 200 if not form.errors else 400
+
+
+def _try_activate(form: ActivateForm) -> str | None:
+    settings, portal = context.settings(), db.portal()
+    ip = context.client_ip()
+    now = utcnow()
+    if accounts.locked_until(portal, "code_ip", ip, now):
+        return "Too many codes were tried from here. Try again later, or ask your school for help."
+    try:
+        code = activation.check(portal, form.code.data)
+        return _redeem(form, code)
+    except (activation.CodeRefused, accounts.AccountError) as refused:
+        if isinstance(refused, activation.CodeRefused) and refused.reason in ("unknown", "malformed"):
+            sec = settings.security
+            from datetime import timedelta
+
+            accounts.record_failure(portal, "code_ip", ip, now, sec.code_max_attempts,
+                                    timedelta(minutes=sec.code_window_minutes), timedelta(minutes=sec.code_window_minutes))
+        portal.commit()
+        context.record("activation.refused", reason=getattr(refused, "reason", "account"))
+        return str(refused)
+
+
+def _redeem(form: ActivateForm, code: ActivationCode) -> str | None:
+    settings, portal, replica = context.settings(), db.portal(), db.replica()
+    guardian = None
+    if code.guardian_source_id:
+        guardian = replica.scalars(select(Guardian).where(Guardian.source_system == code.source_system,
+                                                          Guardian.source_id == code.guardian_source_id)).first()
+    if current_user.is_authenticated:
+        user = context.user()
+    else:
+        if not form.responsibilities.data:
+            return "Please read and accept the responsibilities below."
+        user = accounts.create_user(portal, settings, username=form.username.data or "", password=form.password.data or "",
+                                    role="parent" if code.purpose == "guardian" else "student",
+                                    display_name=_display_name(code, guardian), source_system=code.source_system,
+                                    guardian_source_id=code.guardian_source_id,
+                                    student_source_id=code.student_source_id if code.purpose == "student" else None,
+                                    email=_guardian_email(guardian))
+    activation.redeem(portal, code, user, guardian.email_index if guardian else None)
+    portal.commit()
+    context.record("activation", source_system=code.source_system, student_source_id=code.student_source_id)
+    if not current_user.is_authenticated:
+        _sign_in(user)
+    return None
+
+
+def _display_name(code: ActivationCode, guardian: Guardian | None) -> str:
+    if guardian is not None:
+        return f"{guardian.given_name} {guardian.family_name}"
+    student = db.replica().scalars(select(Student).where(Student.source_system == code.source_system,
+                                                         Student.source_id == code.student_source_id)).first()
+    return f"{student.given_name} {student.family_name}" if student else "Portal user"
+
+
+def _guardian_email(guardian: Guardian | None) -> str | None:
+    if guardian is None or guardian.email is None:
+        return None
+    from gateway.schema import encryption_context
+
+    return context.cipher().decrypt(guardian.email, encryption_context("guardians", "email"))
+
+
+class PasswordForm(FlaskForm):  # type: ignore[misc]
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
+    new = PasswordField("New password (at least 15 characters)", validators=[DataRequired(), Length(max=256)])
+
+
+class EmptyForm(FlaskForm):  # type: ignore[misc]
+    """A form with only its CSRF token (for buttons that change something)."""
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account() -> ResponseReturnValue:
+    form = PasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(db.portal(), context.settings(), context.user(), form.current.data, form.new.data,
+                                     keep=current_user.session_id)
+            db.portal().commit()
+            context.record("password.changed")
+            flash("Your password was changed. Other sessions were signed out.")
+            return redirect(url_for("auth.account"))
+        except accounts.AccountError as refused:
+            form.new.errors.append(str(refused))
+    history = accounts.login_history(db.portal(), context.user().id)
+    return render_template("account.html", form=form, history=history, everywhere=EmptyForm(),
+                           zone=context.settings().zone, current_id=current_user.session_id)
+
+
+@bp.post("/account/sign-out-everywhere")
+@login_required
+def sign_out_everywhere() -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    accounts.end_all_sessions(db.portal(), context.user().id, "signed_out_everywhere", keep=current_user.session_id)
+    context.record("sessions.ended")
+    flash("Every other session was signed out.")
+    return redirect(url_for("auth.account"))

@@ -1,0 +1,141 @@
+"""The parent dashboard and each child's pages (schedule, grades, assignments, attendance).
+
+Every student-scoped page asks the access rules first. A signed-in user asking for a
+student they may not see gets 404, exactly as for one that does not exist, and the
+refusal is audited; repeated refusals alert staff. Every view is audited too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+from sqlalchemy import func, select
+
+from gateway import access, alerts, facts, freshness
+from gateway.dbtypes import utcnow
+from gateway.facts import StudentRef
+from gateway.portal import AuditEntry
+from web import context, db, records
+
+bp = Blueprint("portal", __name__)
+PAGES = ("schedule", "grades", "assignments", "attendance")
+PAGE_TABLES = ("students", "enrollments", "sections", "section_enrollments", "term_grades", "scores", "attendance")
+
+
+def sentence(decision: access.Decision) -> str:
+    """The dashboard's words for a decision (from its code and dates)."""
+    d = {key: f"{value:%B} {value.day}, {value.year}" for key, value in decision.dates.items()}
+    if decision.allowed:
+        return f"The student turned 18 on {d['birthday']}; your access continues until {d['ends']}." if "ends" in d else ""
+    return {
+        access.ACCOUNT_DENIED: "Your account cannot see student records. Contact the Student Accounting Department.",
+        access.NO_PORTAL_ACCESS: "The school's records do not give you access to this student's records. Contact the school.",
+        access.LINK_NOT_IN_FORCE: f"Your link to this student in the school's records ended{' on ' + d['ended'] if 'ended' in d else ''}.",
+        access.NOT_ACTIVATED: "Enter the activation code from your letter to see this student's records.",
+        access.NOT_ENROLLED: "The student is not currently enrolled, so their records are no longer shown.",
+        access.TURNED_18_BEFORE_YEAR: f"The student turned 18 on {d.get('birthday', '')}; parent access ended on {d.get('ended', '')}.",
+        access.ACTIVATED_AFTER_18: f"The student turned 18 on {d.get('birthday', '')}, before you activated access. "
+                                   "Access continues only for parents who activated before the 18th birthday.",
+        access.BIRTH_DATE_UNKNOWN: "The school has no birth date for this student. Ask the school to correct its records.",
+        access.TERMINATION_REQUEST: f"At the student's written request, parent access ended on {d.get('effective', '')}.",
+    }.get(decision.code or "", "This student's records are not available.")
+
+
+def decide(ref: StudentRef) -> access.Decision:
+    """The access decision for the signed-in user and this student, today."""
+    user, settings = context.user(), context.settings()
+    policy = facts.policy_of(settings)
+    if user.role == "parent":
+        gathered = facts.parent_facts(db.replica(), db.portal(), settings, context.cipher(), context.keys().blind_index, user, ref)
+        return access.parent_access(gathered, context.today(), policy)
+    if user.role == "student" and (user.source_system, user.student_source_id) == (ref.source_system, ref.source_id):
+        denied = facts.person_denied(db.portal(), db.replica(), user, context.keys().blind_index, context.cipher())
+        return access.student_access(user.disabled_at is None and not denied, facts.enrolments(db.replica(), ref),
+                                     context.today(), policy)
+    return access.Decision.refuse("not_their_student")  # staff see records only through their consoles
+
+
+def authorize(ref: StudentRef, page: str) -> None:
+    """404 unless the user may see this student; the refusal is audited and may alert staff."""
+    decision = decide(ref)
+    if decision.allowed:
+        return
+    context.record("record.refused", source_system=ref.source_system, student_source_id=ref.source_id, page=page,
+                   reason=decision.code)
+    _alert_on_repeated_refusals()
+    abort(404)
+
+
+def _alert_on_repeated_refusals() -> None:
+    user, settings = context.user(), context.settings()
+    since = utcnow() - dt.timedelta(days=1)
+    count = db.portal().scalar(select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "record.refused", AuditEntry.actor_user_id == user.id, AuditEntry.at >= since)) or 0
+    if count >= settings.security.refusal_alert_threshold:
+        alerts.raise_alert(db.portal(), settings, "staff", "repeated_refusals", f"user {user.id} ({user.username})",
+                           f"{user.username} was refused {count} student pages in the last day.")
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard() -> ResponseReturnValue:
+    user = context.user()
+    if user.role == "student":
+        return redirect(url_for("portal.child", source_system=user.source_system, source_id=user.student_source_id, page="schedule"))
+    if user.role != "parent":
+        return render_template("staff_home.html")
+    children = [_child_summary(ref) for ref in facts.children_of(db.replica(), db.portal(), user)]
+    return render_template("dashboard.html", children=children, fresh=_freshness())
+
+
+def _child_summary(ref: StudentRef) -> dict[str, Any]:
+    student = facts.student_row(db.replica(), ref)
+    decision = decide(ref)
+    return {"ref": ref, "name": _name(student) if student else "A student", "grade": student.grade_level if student else None,
+            "school": records.school_name(db.replica(), student) if student else None,
+            "allowed": decision.allowed, "sentence": sentence(decision), "code": decision.code}
+
+
+def _name(student: Any) -> str:
+    return f"{student.preferred_name or student.given_name} {student.family_name}"
+
+
+def _freshness() -> dict[str, Any]:
+    settings = context.settings()
+    by_table = freshness.by_table(db.replica(), utcnow(), settings.policy.stale_after_hours)
+    relevant = [by_table[t] for t in PAGE_TABLES if t in by_table]
+    if not relevant:
+        return {"at": None, "stale": True}
+    oldest = min(relevant, key=lambda f: f.confirmed_at)
+    return {"at": oldest.confirmed_at.astimezone(settings.zone), "stale": any(f.stale for f in relevant)}
+
+
+@bp.get("/students/<source_system>/<source_id>/<page>")
+@login_required
+def child(source_system: str, source_id: str, page: str) -> ResponseReturnValue:
+    if page not in PAGES:
+        abort(404)
+    ref = StudentRef(source_system, source_id)
+    authorize(ref, page)
+    student = facts.student_row(db.replica(), ref)
+    if student is None:
+        abort(404)
+    data = _page_data(ref, page)
+    context.record("record.view", source_system=ref.source_system, student_source_id=ref.source_id, page=page)
+    return render_template(f"child_{page}.html", student=student, name=_name(student), ref=ref, page=page, pages=PAGES,
+                           school=records.school_name(db.replica(), student), fresh=_freshness(), **data)
+
+
+def _page_data(ref: StudentRef, page: str) -> dict[str, Any]:
+    replica = db.replica()
+    if page == "schedule":
+        return {"sections": records.schedule(replica, ref, context.today())}
+    if page == "grades":
+        return {"grades": records.grades(replica, ref)}
+    if page == "assignments":
+        return {"assignments": records.assignments(replica, ref)}
+    return {"attendance": records.attendance(replica, ref)}
