@@ -45,11 +45,11 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
         _generate_sis(sis, students, seed, settings.policy.today or dt.date.today())
     result = run_connector(settings, CONNECTOR, full=True, allow_shrink=False, show_progress=False)
     rows = sum(c.inserted + c.updated + c.unchanged for c in result.counts.values())
-    logins: list[dict[str, Any]] = []
-    path = write_logins(settings, logins)
+    logins = _logins(settings, sis)
     click.echo(f"demo district: {DEMO_DISTRICT}, today pinned to {settings.policy.today}")
     click.echo(f"synced {rows} rows from the demo SIS into the replica (run {result.run_id})")
-    click.echo(f"logins: {path}")
+    _print_logins(logins)
+    click.echo(f"logins written to {settings.instance_dir / 'demo-logins.json'}")
     if not no_serve:
         click.echo(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops)")
         run_server(settings, f"127.0.0.1:{port}", workers=2)
@@ -77,6 +77,32 @@ def _generate_sis(path: Path, students: int, seed: int, today: dt.date) -> None:
     summary = generate(engine, students, seed, today)
     engine.dispose()
     click.echo(f"generated the demo SIS: {summary.students} students, {summary.contacts} guardians")
+
+
+def _logins(settings: Settings, sis: Path) -> list[dict[str, Any]]:
+    """Create the demo accounts once; later runs reuse the logins written the first time."""
+    from sqlalchemy.orm import Session
+
+    from gateway.db import create_rw_engine
+    from gateway.demo_accounts import create_demo_accounts, has_accounts
+
+    path = settings.instance_dir / "demo-logins.json"
+    with Session(create_rw_engine(settings.portal.url)) as session:
+        if has_accounts(session) and path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        engine = create_rw_engine(f"sqlite:///{sis}")
+        made = create_demo_accounts(session, settings, engine, CONNECTOR, settings.policy.today or dt.date.today())
+        engine.dispose()
+    logins = [login.as_dict() for login in made]
+    write_logins(settings, logins)
+    return logins
+
+
+def _print_logins(logins: list[dict[str, Any]]) -> None:
+    click.echo("demo logins (username / password):")
+    for login in logins:
+        what = login["case"] or login["role"]
+        click.echo(f"  {login['role']:<8} {login['username']:<36} {login['password']:<26} {what}")
 
 
 def write_logins(settings: Settings, logins: list[dict[str, Any]]) -> Path:

@@ -1,0 +1,45 @@
+"""`gateway demo --no-serve`: a demo district synced, with a login for every role and case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gateway.cli import main
+
+
+def test_the_demo_prepares_a_district_with_logins_for_every_role_and_case(tmp_path: Path, cli: CliRunner) -> None:
+    result = cli.invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--students", "40", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    logins = json.loads((tmp_path / "demo" / "demo-logins.json").read_text())
+    roles = {login["role"] for login in logins}
+    assert roles == {"admin", "staff", "it", "auditor", "parent", "student"}
+    cases = {login["case"] for login in logins if login["case"]}
+    assert {"turned_18_during_year", "activated_after_18", "turned_18_before_year", "birth_date_unknown", "siblings",
+            "split_household", "no_portal_access", "link_not_in_force", "withdrawn", "summer_exit", "transfer",
+            "termination_request"} <= cases
+    siblings = next(login for login in logins if login["case"] == "siblings")
+    assert len(siblings["students"]) == 2  # one account, both children
+    for login in logins:
+        assert login["username"] in result.output and login["password"] in result.output
+    again = cli.invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--no-serve"])
+    assert again.exit_code == 0 and json.loads((tmp_path / "demo" / "demo-logins.json").read_text()) == logins
+
+
+def test_a_demo_parent_signs_in_and_sees_their_child(tmp_path: Path, cli: CliRunner) -> None:
+    import re
+
+    from gateway.settings import load_settings
+    from web import create_app
+
+    cli.invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--students", "40", "--no-serve"])
+    settings = load_settings(tmp_path / "demo" / "gateway.toml", env={})
+    login = next(l for l in json.loads((tmp_path / "demo" / "demo-logins.json").read_text()) if l["case"] == "transfer")  # noqa: E741
+    client = create_app(settings).test_client()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+    assert token is not None
+    response = client.post("/login", data={"csrf_token": token.group(1), "username": login["username"], "password": login["password"]})
+    assert response.status_code == 302
+    assert client.get("/dashboard").headers["Location"].startswith("/guidelines")
