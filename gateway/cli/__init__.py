@@ -67,9 +67,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from gateway.cli import db, demo, demo_sis, instance, jobs, keys, serve, sync
+    from gateway.cli import db, demo, demo_sis, instance, jobs, keys, serve, sync, users
 
-    for module in (instance, db, keys, serve, demo, demo_sis, sync, jobs):
+    for module in (instance, db, keys, serve, demo, demo_sis, sync, jobs, users):
         module.register(main)
 
 

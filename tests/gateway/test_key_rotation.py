@@ -139,3 +139,18 @@ def test_an_audit_key_rotation_starts_a_new_segment_that_still_verifies(instance
     with Session(engine) as session:
         key_ids = session.scalars(select(audit.AuditEntry.key_id).order_by(audit.AuditEntry.id)).all()
     assert key_ids == [old_id, old_id, ring.active]
+
+
+def test_a_denial_by_email_still_matches_after_the_blind_index_key_rotates(instance: Settings, cli: CliRunner) -> None:
+    from gateway import people
+    from gateway.activation import is_denied
+
+    with Session(create_rw_engine(instance.portal.url)) as session:
+        people.deny(session, FieldCipher(load_keyring(instance, "field")), load_keyring(instance, "blind_index"),
+                    "security risk", email="Risky.Person@Example.net")
+        session.commit()
+    rotate(cli, instance, "rotate", "blind_index")
+    rotate(cli, instance, "prune", "blind_index")
+    ring = load_keyring(instance, "blind_index")
+    with Session(create_rw_engine(instance.portal.url)) as session:
+        assert is_denied(session, "sis", None, email_index(ring, "risky.person@example.net"))

@@ -1,0 +1,170 @@
+"""Services for the people who run the portal: users, codes, denials, guidelines, paper requests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+from sqlalchemy.orm import Session
+
+from gateway import accounts, activation, guidelines, people
+from gateway.cli import Context, emit, json_option, pass_context
+from gateway.crypto import FieldCipher
+from gateway.db import create_rw_engine
+from gateway.errors import ConfigError
+from gateway.keys import load_keyring
+from gateway.portal import ROLES
+from gateway.settings import Settings
+
+source_option = click.option("--source-system", help="The SIS's source system (default: the only connector's).")
+
+
+def register(group: click.Group) -> None:
+    for command in (users, codes, guidelines_group, terminations):
+        group.add_command(command)
+
+
+def _portal(settings: Settings) -> Session:
+    return Session(create_rw_engine(settings.portal.url))
+
+
+def _source(settings: Settings, given: str | None) -> str:
+    if given:
+        return given
+    systems = {entry.source_system for entry in settings.connectors}
+    if len(systems) != 1:
+        raise ConfigError("--source-system", "is needed", f"configured source systems: {', '.join(sorted(systems)) or 'none'}")
+    return systems.pop()
+
+
+@click.group()
+def users() -> None:
+    """Accounts: create (the first admin too), unlock, deny and restore."""
+
+
+@users.command()
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--name", "display_name", required=True, help="The person's name, as shown in the portal.")
+@click.option("--email")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the password from this file (otherwise it is asked for; never an argument).")
+@json_option
+@pass_context
+def create(ctx: Context, username: str, role: str, display_name: str, email: str | None, password_file: Path | None,
+           as_json: bool) -> None:
+    """Create an account (e.g. the first admin: --role admin)."""
+    password = (password_file.read_text(encoding="utf-8").strip() if password_file
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    with _portal(ctx.settings) as session:
+        user = accounts.create_user(session, ctx.settings, username=username, password=password, role=role,
+                                    display_name=display_name, email=email)
+        session.commit()
+        emit(as_json, {"id": user.id, "username": user.username, "role": user.role}, f"created {role} {user.username}")
+
+
+@users.command()
+@click.argument("username")
+@pass_context
+def unlock(ctx: Context, username: str) -> None:
+    """Lift the temporary lockout after too many failed sign-ins."""
+    with _portal(ctx.settings) as session:
+        accounts.unlock(session, username)
+        session.commit()
+    click.echo(f"{username} can sign in again")
+
+
+@users.command()
+@click.option("--guardian", help="The SIS guardian id.")
+@source_option
+@click.option("--email")
+@click.option("--username")
+@click.option("--reason", required=True)
+@json_option
+@pass_context
+def deny(ctx: Context, guardian: str | None, source_system: str | None, email: str | None, username: str | None,
+         reason: str, as_json: bool) -> None:
+    """Deny a person identified as a security risk (their sessions end at once)."""
+    settings = ctx.settings
+    with _portal(settings) as session:
+        denial = people.deny(session, FieldCipher(load_keyring(settings, "field")), load_keyring(settings, "blind_index"),
+                             reason, source_system=_source(settings, source_system) if guardian else None,
+                             guardian_source_id=guardian, email=email, username=username)
+        session.commit()
+        emit(as_json, {"denial_id": denial.id}, f"denied (denial {denial.id}); restore with gateway users restore {denial.id}")
+
+
+@users.command()
+@click.argument("denial_id", type=int)
+@pass_context
+def restore(ctx: Context, denial_id: int) -> None:
+    """Lift a denial."""
+    with _portal(ctx.settings) as session:
+        people.restore(session, denial_id)
+        session.commit()
+    click.echo(f"denial {denial_id} lifted")
+
+
+@click.group()
+def codes() -> None:
+    """Activation codes (the letters themselves come with the staff console)."""
+
+
+@codes.command("issue")
+@click.option("--student", required=True, help="The SIS student id.")
+@click.option("--guardian", help="The SIS guardian id (omit for a Student Portal code).")
+@source_option
+@json_option
+@pass_context
+def issue_code(ctx: Context, student: str, guardian: str | None, source_system: str | None, as_json: bool) -> None:
+    """Issue a single-use, expiring activation code for a guardian-student link or a student."""
+    settings = ctx.settings
+    with _portal(settings) as session:
+        issued = activation.issue(session, settings, "guardian" if guardian else "student",
+                                  _source(settings, source_system), student, guardian)
+        session.commit()
+    emit(as_json, {"code": issued.code, "expires_at": issued.expires_at.isoformat()},
+         f"{issued.code}  (expires {issued.expires_at:%Y-%m-%d})")
+
+
+@click.group("guidelines")
+def guidelines_group() -> None:
+    """The user guidelines everyone accepts."""
+
+
+@guidelines_group.command()
+@click.argument("text_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@pass_context
+def publish(ctx: Context, text_file: Path, as_json: bool) -> None:
+    """Publish TEXT_FILE as the new version: every user accepts it at their next request."""
+    with _portal(ctx.settings) as session:
+        version = guidelines.publish(session, text_file.read_text(encoding="utf-8"))
+        session.commit()
+        emit(as_json, {"version": version.version}, f"published version {version.version} of the user guidelines")
+
+
+@click.group()
+def terminations() -> None:
+    """Students' written requests ending parents' access (policy II.E)."""
+
+
+@terminations.command()
+@click.option("--student", required=True)
+@source_option
+@click.option("--recorded", type=click.DateTime(["%Y-%m-%d"]), required=True, help="The day staff record it.")
+@click.option("--effective", type=click.DateTime(["%Y-%m-%d"]), help="A later date written in the request.")
+@click.option("--guardian", "guardians", multiple=True, help="A parent it names (default: all parents).")
+@json_option
+@pass_context
+def record(ctx: Context, student: str, source_system: str | None, recorded: dt.datetime, effective: dt.datetime | None,
+           guardians: tuple[str, ...], as_json: bool) -> None:
+    """Record a request received on paper."""
+    settings = ctx.settings
+    with _portal(settings) as session:
+        request = people.record_paper_request(session, _source(settings, source_system), student, recorded.date(),
+                                              effective.date() if effective else None, list(guardians))
+        session.commit()
+        emit(as_json, {"request_id": request.id, "effective_date": request.effective_date.isoformat()},
+             f"recorded request {request.id}, in force from {request.effective_date}")

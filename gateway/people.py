@@ -1,0 +1,73 @@
+"""Staff services over people: denial as a security risk, and paper termination requests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.accounts import end_all_sessions, find_user
+from gateway.crypto import FieldCipher, email_index, normalize_email
+from gateway.dbtypes import utcnow
+from gateway.errors import GatewayError
+from gateway.keys import KeyRing
+from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User
+from gateway.schema import encryption_context
+
+
+class PeopleError(GatewayError):
+    exit_code = 2
+
+
+def deny(session: Session, cipher: FieldCipher, index_ring: KeyRing, reason: str, *, source_system: str | None = None,
+         guardian_source_id: str | None = None, email: str | None = None, username: str | None = None,
+         by: int | None = None) -> Denial:
+    """Deny a person as a security risk: by SIS guardian, by email, or by account; ends their sessions."""
+    if not reason.strip():
+        raise PeopleError("a denial needs a reason")
+    user = find_user(session, username) if username else None
+    if username and user is None:
+        raise PeopleError(f"there is no account {username!r}")
+    if not (guardian_source_id or email or user):
+        raise PeopleError("name the person: --guardian, --email or --username")
+    # The email is kept encrypted beside its blind index, so a blind-index key rotation can
+    # recompute the index; without it the denial would silently stop matching.
+    stored = cipher.encrypt(normalize_email(email), encryption_context("denials", "email")) if email else None
+    denial = Denial(source_system=source_system, guardian_source_id=guardian_source_id, email=stored,
+                    email_index=email_index(index_ring, email), user_id=user.id if user else None,
+                    reason=reason.strip(), created_by_id=by)
+    session.add(denial)
+    for account in _accounts_of(session, user, source_system, guardian_source_id):
+        end_all_sessions(session, account.id, "denied")
+    session.flush()
+    return denial
+
+
+def _accounts_of(session: Session, user: User | None, source_system: str | None, guardian: str | None) -> list[User]:
+    found = [user] if user else []
+    if guardian:
+        found += session.scalars(select(User).where(User.source_system == source_system,
+                                                    User.guardian_source_id == guardian)).all()
+    return found
+
+
+def restore(session: Session, denial_id: int, by: int | None = None) -> None:
+    lifted = session.execute(update(Denial).where(Denial.id == denial_id, Denial.lifted_at.is_(None))
+                             .values(lifted_at=utcnow(), lifted_by_id=by)).rowcount
+    if not lifted:
+        raise PeopleError(f"there is no denial {denial_id} in force")
+
+
+def record_paper_request(session: Session, source_system: str, student_source_id: str, recorded_on: dt.date,
+                         effective: dt.date | None, guardians: list[str], by: int | None = None) -> TerminationRequest:
+    """A written request received on paper: in force from the date recorded, or a later date written in it."""
+    starts = effective or recorded_on
+    if starts < recorded_on:
+        raise PeopleError("a paper request cannot take effect before the day it is recorded")
+    request = TerminationRequest(source_system=source_system, student_source_id=student_source_id, channel="paper",
+                                 covers_all=not guardians, recorded_by_id=by, effective_date=starts)
+    session.add(request)
+    session.flush()
+    session.add_all(TerminationRequestGuardian(request_id=request.id, guardian_source_id=g) for g in guardians)
+    return request
