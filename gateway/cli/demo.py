@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -60,7 +61,7 @@ def prepare_instance(directory: Path) -> Settings:
     folder = directory.resolve()
     if not (folder / CONFIG_NAME).exists():
         extra = (f'\n[policy]\n# The demo keeps the day it was made, so its dated cases stay as described.\n'
-                 f'today = "{dt.date.today().isoformat()}"\n\n'
+                 f'today = "{dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date().isoformat()}"\n\n'
                  f'[[connectors]]\nname = "{CONNECTOR}"\nkind = "sql"\n'
                  f'url = "sqlite:///{folder / SIS_FILE}"\nmapping = "demo"\n')
         write_config(folder, "demo", DEMO_DISTRICT, DEMO_TIMEZONE, extra=extra)

@@ -44,3 +44,21 @@ def test_a_parent_cannot_see_another_childs_records(parent_client: Callable[[str
                                                     district: tuple[Settings, DemoSummary]) -> None:
     client = parent_client("siblings", "p1")
     assert client.get(child_url(district[1], "split_household", "schedule")).status_code == 404
+
+
+def test_a_security_report_reaches_staff_and_is_acknowledged(parent_client, district: tuple[Settings, DemoSummary]) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from gateway.portal import Alert, SecurityReport
+
+    from .conftest import csrf, portal_session
+
+    client = parent_client("siblings", "reporter")
+    token = csrf(client, "/report")
+    response = client.post("/report", data={"csrf_token": token, "body": "I saw another family's child on my dashboard."})
+    assert response.status_code == 302
+    assert "went to the Student Accounting Department" in client.get("/dashboard").get_data(as_text=True)
+    with portal_session(district[0]) as session:
+        (report,) = session.scalars(select(SecurityReport)).all()
+        assert "another family" in report.body and report.status == "new"
+        assert session.scalars(select(Alert.audience).where(Alert.kind == "security_report")).all() == ["staff"]
