@@ -27,7 +27,7 @@ from web import context, db
 
 bp = Blueprint("auth", __name__)
 OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "public.index", "public.healthz",
-                  "public.help", "static"}
+                  "public.help", "apply.apply", "static"}
 
 
 def init_login(login: LoginManager) -> None:

@@ -8,6 +8,7 @@ from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, SelectMultipleField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -51,12 +52,12 @@ def end_parent_access() -> ResponseReturnValue:
     return render_template("end_access.html", form=form, adult=True)
 
 
-def _guardian_choices(ref: StudentRef) -> list[tuple[str, str]]:
+def _guardian_choices(ref: StudentRef) -> list[SelectChoice]:
     rows = db.replica().execute(select(Guardian.source_id, Guardian.given_name, Guardian.family_name).join(
         StudentGuardian, (StudentGuardian.guardian_source_id == Guardian.source_id)
         & (StudentGuardian.source_system == Guardian.source_system))
         .where(StudentGuardian.source_system == ref.source_system, StudentGuardian.student_source_id == ref.source_id))
-    return [(source_id, f"{given} {family}") for source_id, given, family in rows]
+    return [SelectChoice(source_id, f"{given} {family}") for source_id, given, family in rows]
 
 
 def _file_request(ref: StudentRef, covers_all: bool, guardians: list[str]) -> None:

@@ -20,7 +20,7 @@ from gateway import activation, guidelines
 from gateway.db import create_rw_engine
 from gateway.demo_sis import DemoSummary, generate
 from gateway.portal import UserStudent
-from gateway.settings import ConnectorSettings, Settings
+from gateway.settings import Settings, load_settings
 
 PASSWORD = "correct horse battery staple lamp"
 TODAY = dt.date(2026, 11, 28)
@@ -43,8 +43,10 @@ def district(instance: Settings, district_sis: tuple[Path, DemoSummary], tmp_pat
 
     source = tmp_path / "sis.sqlite3"
     shutil.copyfile(district_sis[0], source)
-    entry = ConnectorSettings("sis", "sql", "sis", {"url": f"sqlite:///{source}", "mapping": "demo"})
-    settings = dataclasses.replace(instance, connectors=(entry,))
+    config = Path(str(instance.config_path))
+    config.write_text(config.read_text() + f'\n[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "sqlite:///{source}"\nmapping = "demo"\n')
+    settings = load_settings(config, env={})
+    entry = settings.connectors[0]
     run_sync(settings, registry.build(entry, settings), "full")
     return settings, district_sis[1]
 

@@ -1,0 +1,110 @@
+"""Online applications: approved against the SIS, the code mailed only to the SIS's address."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import re
+
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import text
+
+from gateway.cli import main
+from gateway.db import create_rw_engine
+from gateway.demo_sis import DemoSummary
+from gateway.mail import outbox_messages
+from gateway.settings import Settings
+
+from .conftest import accept_guidelines, activate, csrf, portal_session
+
+
+def sis_facts(settings: Settings, summary: DemoSummary, case: str) -> tuple[str, str, str]:
+    """(student number, birth date, the SIS's email of the case's guardian), read from the source."""
+    source = settings.connectors[0].options["url"]
+    info = summary.cases[case]
+    engine = create_rw_engine(source)
+    with engine.connect() as connection:
+        number, born = connection.execute(text(f"SELECT student_no, dob FROM pupils WHERE pupil_id = {info['pupil_id']}")).one()
+        address = connection.execute(text(f"SELECT email FROM contacts WHERE contact_id = {info['contact_id']}")).scalar_one()
+    return number, str(born), address
+
+
+def apply(app: Flask, number: str, born: str, typed_email: str) -> int:
+    client = app.test_client()
+    token = csrf(client, "/apply")
+    return client.post("/apply", data={"csrf_token": token, "given_name": "Rosa", "family_name": "Applicant",
+                                       "email": typed_email, "relationship": "mother", "student_number": number,
+                                       "birth_date": born}).status_code
+
+
+def test_application_approval_mail_activation_login_and_pages(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                             cli: CliRunner) -> None:
+    settings, summary = district
+    number, born, sis_address = sis_facts(settings, summary, "transfer")
+    assert apply(district_app, number, born, "someone.else@attacker.example") == 200
+    config = ["--config", str(settings.config_path)]
+    listed = json.loads(cli.invoke(main, [*config, "applications", "list", "--json"]).output)["applications"]
+    (application,) = listed
+    guardian = str(summary.cases["transfer"]["contact_id"])
+    assert guardian in {c["guardian_source_id"] for c in application["candidates"]}
+    result = cli.invoke(main, [*config, "applications", "approve", str(application["id"]), "--guardian", guardian, "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["emailed"] is True, result.output
+    (message_file,) = outbox_messages(settings.mail.outbox_dir)
+    message = email.message_from_bytes(message_file.read_bytes())
+    assert message["To"] == sis_address and "attacker.example" not in message_file.read_text()
+    code = re.search(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", message.get_payload(decode=True).decode())
+    assert code is not None
+    client = district_app.test_client()
+    assert activate(client, code.group(0), "applied.parent").status_code == 302
+    accept_guidelines(client)
+    assert client.get(f"/students/sis/{summary.cases['transfer']['pupil_id']}/schedule").status_code == 200
+
+
+def test_an_application_is_never_approved_for_a_link_the_sis_lacks(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                                   cli: CliRunner) -> None:
+    settings, summary = district
+    number, born, _ = sis_facts(settings, summary, "transfer")
+    apply(district_app, number, born, "x@example.org")
+    config = ["--config", str(settings.config_path)]
+    (application,) = json.loads(cli.invoke(main, [*config, "applications", "list", "--json"]).output)["applications"]
+    stranger = str(summary.cases["siblings"]["contact_id"])  # a real guardian, of another student
+    result = cli.invoke(main, [*config, "applications", "approve", str(application["id"]), "--guardian", stranger])
+    assert result.exit_code != 0 and "never creates one" in result.output
+    grandparent = str(summary.cases["no_portal_access"]["contact_id"])
+    number, born, _ = sis_facts(settings, summary, "no_portal_access")
+    apply(district_app, number, born, "gran@example.org")
+    listed = json.loads(cli.invoke(main, [*config, "applications", "list", "--json"]).output)["applications"]
+    result = cli.invoke(main, [*config, "applications", "approve", str(listed[-1]["id"]), "--guardian", grandparent])
+    assert result.exit_code != 0 and "no link with portal access" in result.output
+    assert outbox_messages(settings.mail.outbox_dir) == []
+
+
+def test_a_denied_persons_application_is_refused(district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner) -> None:
+    settings, summary = district
+    cli.invoke(main, ["--config", str(settings.config_path), "users", "deny", "--email", "risky@example.org", "--reason", "risk"])
+    number, born, _ = sis_facts(settings, summary, "transfer")
+    assert apply(district_app, number, born, "Risky@Example.org") == 400
+
+
+def test_applications_are_throttled_so_they_cannot_probe_birth_dates(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    settings, summary = district
+    number, born, _ = sis_facts(settings, summary, "transfer")
+    statuses = [apply(district_app, number, f"2015-01-{day:02d}", f"probe{day}@example.org") for day in range(1, 12)]
+    assert statuses[:9] == [200] * 9 and set(statuses[9:]) == {400}
+    with portal_session(settings) as session:
+        from gateway.applications import pending
+
+        assert len(pending(session)) == 9
+
+
+def test_the_application_page_recommends_training_and_lists_sessions(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    from gateway.portal import TrainingSession
+
+    with portal_session(district[0]) as session:
+        session.add(TrainingSession(title="Portal basics", location="Library, Riverbend High",
+                                    starts_at=dt.datetime(2030, 1, 15, 18, tzinfo=dt.timezone.utc)))
+        session.commit()
+    page = district_app.test_client().get("/apply").get_data(as_text=True)
+    assert "Training is recommended" in page and "Portal basics" in page and "Library, Riverbend High" in page
