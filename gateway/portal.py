@@ -281,3 +281,15 @@ class Alert(PortalBase):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _created()
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class RecoveryToken(PortalBase):
+    """A single-use, expiring password-reset link (stored only as a hash)."""
+
+    __tablename__ = "recovery_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _fk("users", nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = _created()
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.keys import load_keys
 from gateway.settings import Settings, load_settings
-from web import apply, auth, db, headers, portal, public, report, student
+from web import apply, auth, db, headers, portal, public, recovery, report, student
 
 csrf = CSRFProtect()
 
@@ -28,7 +28,7 @@ def create_app(config: Settings | None = None) -> Flask:
     headers.init_app(app)
     login = LoginManager(app)
     auth.init_login(login)
-    for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp):
+    for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp, recovery.bp):
         app.register_blueprint(blueprint)
     if settings.web.trusted_proxy_hops:
         hops = settings.web.trusted_proxy_hops

@@ -27,7 +27,8 @@ from web import context, db
 
 bp = Blueprint("auth", __name__)
 OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "public.index", "public.healthz",
-                  "public.help", "apply.apply", "static"}
+                  "public.help", "apply.apply", "recovery.forgot_password", "recovery.forgot_username",
+                  "recovery.reset", "static"}
 
 
 def init_login(login: LoginManager) -> None:

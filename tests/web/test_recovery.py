@@ -1,0 +1,77 @@
+"""Password reset and username reminder: to the email on file only, never revealing accounts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import update
+
+from gateway.demo_sis import DemoSummary
+from gateway.mail import outbox_messages
+from gateway.portal import RecoveryToken
+from gateway.recovery import GENERIC_ANSWER
+from gateway.settings import Settings
+
+from .conftest import csrf, login, portal_session
+
+NEW = "seven quiet herons over the marsh"
+
+
+def ask(app: Flask, path: str, field: str, value: str) -> str:
+    client = app.test_client()
+    token = csrf(client, path)
+    client.post(path, data={"csrf_token": token, field: value})
+    return client.get("/login").get_data(as_text=True)
+
+
+def test_a_reset_link_goes_to_the_email_on_file_and_works_once(parent_client: Callable[[str, str], FlaskClient],
+                                                              district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    settings = district[0]
+    signed_in = parent_client("transfer", "forgetful")
+    answer = ask(district_app, "/forgot-password", "identifier", "forgetful")
+    assert "If an account matches" in answer
+    (message,) = outbox_messages(settings.mail.outbox_dir)
+    body = message.read_text()
+    assert "@example.net" in body.split("\n\n")[0]  # To: the guardian's SIS address
+    link = re.search(r"/reset/([A-Za-z0-9_-]+)", body)
+    assert link is not None
+    client = district_app.test_client()
+    token = csrf(client, link.group(0))
+    assert client.post(link.group(0), data={"csrf_token": token, "password": NEW}).status_code == 302
+    assert login(district_app.test_client(), "forgetful", NEW).status_code == 302
+    assert signed_in.get("/dashboard").status_code == 302  # the old session ended
+    assert district_app.test_client().get(link.group(0)).status_code == 404  # used up
+
+
+def test_an_unknown_account_gets_the_same_answer_and_no_mail(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    page = ask(district_app, "/forgot-password", "identifier", "no-such-person")
+    assert GENERIC_ANSWER.replace("'", "&#39;") in page
+    assert outbox_messages(district[0].mail.outbox_dir) == []
+
+
+def test_an_expired_link_is_refused(parent_client: Callable[[str, str], FlaskClient], district_app: Flask,
+                                    district: tuple[Settings, DemoSummary]) -> None:
+    parent_client("transfer", "slowpoke")
+    ask(district_app, "/forgot-password", "identifier", "slowpoke")
+    link = re.search(r"/reset/[A-Za-z0-9_-]+", outbox_messages(district[0].mail.outbox_dir)[0].read_text())
+    with portal_session(district[0]) as session:
+        session.execute(update(RecoveryToken).values(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)))
+        session.commit()
+    assert link is not None and district_app.test_client().get(link.group(0)).status_code == 404
+
+
+def test_a_username_reminder_lists_the_accounts_of_that_email(parent_client: Callable[[str, str], FlaskClient],
+                                                              district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    from gateway.portal import User
+    from sqlalchemy import select
+
+    parent_client("transfer", "remember.me")
+    with portal_session(district[0]) as session:
+        address = session.scalars(select(User.email).where(User.username == "remember.me")).one()
+    ask(district_app, "/forgot-username", "email", address.upper())
+    (message,) = outbox_messages(district[0].mail.outbox_dir)
+    assert "remember.me" in message.read_text()
