@@ -29,8 +29,8 @@ LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 class CodeRefused(GatewayError):
     """A code that cannot be used, with a sentence the family can act on."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
+    def __init__(self, reason: str, message: str, when: dt.datetime | None = None) -> None:
+        self.reason, self.when = reason, when
         super().__init__(message)
 
 
@@ -85,7 +85,8 @@ def check(session: Session, text: str, now: dt.datetime | None = None) -> Activa
     if row.revoked_at is not None:
         raise CodeRefused("revoked", "That code was withdrawn by the school. Ask your school for a new letter.")
     if row.expires_at <= now:
-        raise CodeRefused("expired", f"That code expired on {row.expires_at:%B %d, %Y}. Ask your school for a new letter.")
+        raise CodeRefused("expired", f"That code expired on {row.expires_at:%B %d, %Y}. Ask your school for a new letter.",
+                          row.expires_at)
     return row
 
 

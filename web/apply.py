@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import DateField, EmailField, SelectField, StringField
@@ -17,13 +19,13 @@ bp = Blueprint("apply", __name__)
 
 
 class ApplicationForm(FlaskForm):  # type: ignore[misc]
-    given_name = StringField("Your first name", validators=[DataRequired(), Length(max=100)])
-    family_name = StringField("Your last name", validators=[DataRequired(), Length(max=100)])
-    email = EmailField("Your email address", validators=[DataRequired(), Email(), Length(max=200)])
-    relationship = SelectField("You are the student's",
+    given_name = StringField(_l("Your first name"), validators=[DataRequired(), Length(max=100)])
+    family_name = StringField(_l("Your last name"), validators=[DataRequired(), Length(max=100)])
+    email = EmailField(_l("Your email address"), validators=[DataRequired(), Email(), Length(max=200)])
+    relationship = SelectField(_l("You are the student's"),
                                choices=[SelectChoice(r, r.capitalize()) for r in applications.RELATIONSHIPS])
-    student_number = StringField("The student's number (from a report card or the school)", validators=[DataRequired(), Length(max=32)])
-    birth_date = DateField("The student's date of birth", validators=[DataRequired()])
+    student_number = StringField(_l("The student's number (from a report card or the school)"), validators=[DataRequired(), Length(max=32)])
+    birth_date = DateField(_l("The student's date of birth"), validators=[DataRequired()])
 
 
 @bp.route("/apply", methods=["GET", "POST"])

@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import format_date
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -63,8 +66,8 @@ def require_current_guidelines() -> ResponseReturnValue | None:
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
-    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -83,10 +86,27 @@ def login() -> ResponseReturnValue:
 def _refusal_message(result: accounts.LoginResult) -> str:
     if result.refusal == "locked" and result.locked_until:
         local = result.locked_until.astimezone(context.settings().zone)
-        return f"Too many attempts. Try again after {local:%H:%M}, or ask your school to unlock your account."
+        return _("Too many attempts. Try again after %(time)s, or ask your school to unlock your account.",
+                 time=local.strftime("%H:%M"))
     if result.refusal == "denied":
-        return "This account cannot sign in. Contact the Student Accounting Department."
-    return "That username and password do not match."
+        return _("This account cannot sign in. Contact the Student Accounting Department.")
+    return _("That username and password do not match.")
+
+
+def _code_message(refused: activation.CodeRefused) -> str:
+    """A refused code, in the reader's language (the service's English is the fallback)."""
+    messages = {
+        "malformed": _("An activation code has 16 letters and digits, like 7KQ2-M9XW-3DHF-RT6P. Check it against your letter."),
+        "unknown": _("That code is not right. Check it against your letter, or ask your school for a new one."),
+        "used": _("That code has already been used. Sign in with the account it created, or ask your school for a new letter."),
+        "revoked": _("That code was withdrawn by the school. Ask your school for a new letter."),
+        "expired": _("That code expired on %(date)s. Ask your school for a new letter.",
+                     date=format_date(refused.when, "long") if refused.when else "?"),
+        "denied": _("This code cannot be used. Contact the Student Accounting Department."),
+        "other_guardian": _("That code was sent to another parent or guardian of the student. "
+                            "Each parent activates with their own letter."),
+    }
+    return messages.get(refused.reason, str(refused))
 
 
 def _sign_in(user: User) -> ResponseReturnValue:
@@ -121,12 +141,12 @@ def logout() -> ResponseReturnValue:
         context.record("logout")
     logout_user()
     session.clear()
-    flash("You are signed out.")
+    flash(_("You are signed out."))
     return redirect(url_for("auth.login"))
 
 
 class GuidelinesForm(FlaskForm):  # type: ignore[misc]
-    accept = BooleanField("I have read and accept the user guidelines", validators=[DataRequired()])
+    accept = BooleanField(_l("I have read and accept the user guidelines"), validators=[DataRequired()])
 
 
 @bp.route("/guidelines", methods=["GET", "POST"])
@@ -154,11 +174,11 @@ def guidelines_accept(version_id: int) -> None:
 
 
 class ActivateForm(FlaskForm):  # type: ignore[misc]
-    code = StringField("Activation code (from your letter)", validators=[DataRequired(), Length(max=40)])
-    username = StringField("Choose a username", validators=[Length(max=64)])
-    password = PasswordField("Choose a password (at least 15 characters)", validators=[Length(max=256)])
-    responsibilities = BooleanField("I will keep my password to myself, never set a browser to sign in automatically, "
-                                    "and look only at my own children's records")
+    code = StringField(_l("Activation code (from your letter)"), validators=[DataRequired(), Length(max=40)])
+    username = StringField(_l("Choose a username"), validators=[Length(max=64)])
+    password = PasswordField(_l("Choose a password (at least 15 characters)"), validators=[Length(max=256)])
+    responsibilities = BooleanField(_l("I will keep my password to myself, never set a browser to sign in automatically, "
+                                       "and look only at my own children's records"))
 
 
 @bp.route("/activate", methods=["GET", "POST"])
@@ -178,7 +198,7 @@ def _try_activate(form: ActivateForm) -> str | None:
     ip = context.client_ip()
     now = utcnow()
     if accounts.locked_until(portal, "code_ip", ip, now):
-        return "Too many codes were tried from here. Try again later, or ask your school for help."
+        return _("Too many codes were tried from here. Try again later, or ask your school for help.")
     try:
         code = activation.check(portal, form.code.data)
         return _redeem(form, code)
@@ -191,7 +211,7 @@ def _try_activate(form: ActivateForm) -> str | None:
                                     timedelta(minutes=sec.code_window_minutes), timedelta(minutes=sec.code_window_minutes))
         portal.commit()
         context.record("activation.refused", reason=getattr(refused, "reason", "account"))
-        return str(refused)
+        return _code_message(refused) if isinstance(refused, activation.CodeRefused) else str(refused)
 
 
 def _redeem(form: ActivateForm, code: ActivationCode) -> str | None:
@@ -204,7 +224,7 @@ def _redeem(form: ActivateForm, code: ActivationCode) -> str | None:
         user = context.user()
     else:
         if not form.responsibilities.data:
-            return "Please read and accept the responsibilities below."
+            return _("Please read and accept the responsibilities below.")
         user = accounts.create_user(portal, settings, username=form.username.data or "", password=form.password.data or "",
                                     role="parent" if code.purpose == "guardian" else "student",
                                     display_name=_display_name(code, guardian), source_system=code.source_system,
@@ -236,8 +256,8 @@ def _guardian_email(guardian: Guardian | None) -> str | None:
 
 
 class PasswordForm(FlaskForm):  # type: ignore[misc]
-    current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
-    new = PasswordField("New password (at least 15 characters)", validators=[DataRequired(), Length(max=256)])
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=256)])
+    new = PasswordField(_l("New password (at least 15 characters)"), validators=[DataRequired(), Length(max=256)])
 
 
 class EmptyForm(FlaskForm):  # type: ignore[misc]
@@ -254,7 +274,7 @@ def account() -> ResponseReturnValue:
                                      keep=current_user.session_id)
             db.portal().commit()
             context.record("password.changed")
-            flash("Your password was changed. Other sessions were signed out.")
+            flash(_("Your password was changed. Other sessions were signed out."))
             return redirect(url_for("auth.account"))
         except accounts.AccountError as refused:
             form.new.errors.append(str(refused))
@@ -270,5 +290,5 @@ def sign_out_everywhere() -> ResponseReturnValue:
         abort(400)
     accounts.end_all_sessions(db.portal(), context.user().id, "signed_out_everywhere", keep=current_user.session_id)
     context.record("sessions.ended")
-    flash("Every other session was signed out.")
+    flash(_("Every other session was signed out."))
     return redirect(url_for("auth.account"))

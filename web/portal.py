@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import format_date
+from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import func, select
 
@@ -27,22 +29,26 @@ PAGE_TABLES = ("students", "enrollments", "sections", "section_enrollments", "te
 
 
 def sentence(decision: access.Decision) -> str:
-    """The dashboard's words for a decision (from its code and dates)."""
-    d = {key: f"{value:%B} {value.day}, {value.year}" for key, value in decision.dates.items()}
+    """The dashboard's words for a decision (from its code and dates), in the reader's language."""
+    d = {key: format_date(value, "long") for key, value in decision.dates.items()}
     if decision.allowed:
-        return f"The student turned 18 on {d['birthday']}; your access continues until {d['ends']}." if "ends" in d else ""
-    return {
-        access.ACCOUNT_DENIED: "Your account cannot see student records. Contact the Student Accounting Department.",
-        access.NO_PORTAL_ACCESS: "The school's records do not give you access to this student's records. Contact the school.",
-        access.LINK_NOT_IN_FORCE: f"Your link to this student in the school's records ended{' on ' + d['ended'] if 'ended' in d else ''}.",
-        access.NOT_ACTIVATED: "Enter the activation code from your letter to see this student's records.",
-        access.NOT_ENROLLED: "The student is not currently enrolled, so their records are no longer shown.",
-        access.TURNED_18_BEFORE_YEAR: f"The student turned 18 on {d.get('birthday', '')}; parent access ended on {d.get('ended', '')}.",
-        access.ACTIVATED_AFTER_18: f"The student turned 18 on {d.get('birthday', '')}, before you activated access. "
-                                   "Access continues only for parents who activated before the 18th birthday.",
-        access.BIRTH_DATE_UNKNOWN: "The school has no birth date for this student. Ask the school to correct its records.",
-        access.TERMINATION_REQUEST: f"At the student's written request, parent access ended on {d.get('effective', '')}.",
-    }.get(decision.code or "", "This student's records are not available.")
+        if "ends" not in d:
+            return ""
+        return _("The student turned 18 on %(birthday)s; your access continues until %(ends)s.", **d)
+    messages = {
+        access.ACCOUNT_DENIED: lambda: _("Your account cannot see student records. Contact the Student Accounting Department."),
+        access.NO_PORTAL_ACCESS: lambda: _("The school's records do not give you access to this student's records. Contact the school."),
+        access.LINK_NOT_IN_FORCE: lambda: (_("Your link to this student in the school's records ended on %(ended)s.", **d) if "ended" in d
+                                           else _("Your link to this student in the school's records is not in force.")),
+        access.NOT_ACTIVATED: lambda: _("Enter the activation code from your letter to see this student's records."),
+        access.NOT_ENROLLED: lambda: _("The student is not currently enrolled, so their records are no longer shown."),
+        access.TURNED_18_BEFORE_YEAR: lambda: _("The student turned 18 on %(birthday)s; parent access ended on %(ended)s.", **d),
+        access.ACTIVATED_AFTER_18: lambda: _("The student turned 18 on %(birthday)s, before you activated access. "
+                                             "Access continues only for parents who activated before the 18th birthday.", **d),
+        access.BIRTH_DATE_UNKNOWN: lambda: _("The school has no birth date for this student. Ask the school to correct its records."),
+        access.TERMINATION_REQUEST: lambda: _("At the student's written request, parent access ended on %(effective)s.", **d),
+    }
+    return str(messages.get(decision.code or "", lambda: _("This student's records are not available."))())
 
 
 def decide(ref: StudentRef) -> access.Decision:
@@ -89,13 +95,13 @@ def dashboard() -> ResponseReturnValue:
     if user.role != "parent":
         return render_template("staff_home.html")
     children = [_child_summary(ref) for ref in facts.children_of(db.replica(), db.portal(), user)]
-    return render_template("dashboard.html", children=children, fresh=_freshness())
+    return render_template("dashboard.html", children=children, fresh=_freshness(), pages=PAGES)
 
 
 def _child_summary(ref: StudentRef) -> dict[str, Any]:
     student = facts.student_row(db.replica(), ref)
     decision = decide(ref)
-    return {"ref": ref, "name": _name(student) if student else "A student", "grade": student.grade_level if student else None,
+    return {"ref": ref, "name": _name(student) if student else _("A student"), "grade": student.grade_level if student else None,
             "school": records.school_name(db.replica(), student) if student else None,
             "allowed": decision.allowed, "sentence": sentence(decision), "code": decision.code}
 
@@ -111,7 +117,7 @@ def _freshness() -> dict[str, Any]:
     if not relevant:
         return {"at": None, "stale": True}
     oldest = min(relevant, key=lambda f: f.confirmed_at)
-    return {"at": oldest.confirmed_at.astimezone(settings.zone), "stale": any(f.stale for f in relevant)}
+    return {"at": oldest.confirmed_at, "stale": any(f.stale for f in relevant)}
 
 
 @bp.get("/students/<source_system>/<source_id>/<page>")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
@@ -13,42 +15,45 @@ from gateway.accounts import AccountError
 from web import context, db
 
 bp = Blueprint("recovery", __name__)
+# The same answer whatever happened: it never says whether an account exists.
+ANSWER = recovery.GENERIC_ANSWER
+_l("If an account matches, a message is on its way to the email address on file. If nothing arrives, ask your school.")
 
 
 class ForgotForm(FlaskForm):  # type: ignore[misc]
-    identifier = StringField("Your username or email address", validators=[DataRequired(), Length(max=200)])
+    identifier = StringField(_l("Your username or email address"), validators=[DataRequired(), Length(max=200)])
 
 
 class ReminderForm(FlaskForm):  # type: ignore[misc]
-    email = EmailField("Your email address", validators=[DataRequired(), Length(max=200)])
+    email = EmailField(_l("Your email address"), validators=[DataRequired(), Length(max=200)])
 
 
 class ResetForm(FlaskForm):  # type: ignore[misc]
-    password = PasswordField("New password (at least 15 characters)", validators=[DataRequired(), Length(max=256)])
+    password = PasswordField(_l("New password (at least 15 characters)"), validators=[DataRequired(), Length(max=256)])
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password() -> ResponseReturnValue:
     form = ForgotForm()
     if form.validate_on_submit():
-        answer = recovery.request_reset(db.portal(), context.settings(), form.identifier.data, context.client_ip())
+        recovery.request_reset(db.portal(), context.settings(), form.identifier.data, context.client_ip())
         db.portal().commit()
         context.record("recovery.requested")
-        flash(answer)
+        flash(_(ANSWER))
         return redirect(url_for("auth.login"))
-    return render_template("forgot.html", form=form, title="Forgot your password?")
+    return render_template("forgot.html", form=form, title=_("Forgot your password?"))
 
 
 @bp.route("/forgot-username", methods=["GET", "POST"])
 def forgot_username() -> ResponseReturnValue:
     form = ReminderForm()
     if form.validate_on_submit():
-        answer = recovery.request_reminder(db.portal(), context.settings(), form.email.data, context.client_ip())
+        recovery.request_reminder(db.portal(), context.settings(), form.email.data, context.client_ip())
         db.portal().commit()
         context.record("recovery.reminder")
-        flash(answer)
+        flash(_(ANSWER))
         return redirect(url_for("auth.login"))
-    return render_template("forgot.html", form=form, title="Forgot your username?")
+    return render_template("forgot.html", form=form, title=_("Forgot your username?"))
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
@@ -64,6 +69,6 @@ def reset(token: str) -> ResponseReturnValue:
         else:
             db.portal().commit()
             context.record("password.reset", actor_user_id=user.id)
-            flash("Your password was changed. Sign in with it now.")
+            flash(_("Your password was changed. Sign in with it now."))
             return redirect(url_for("auth.login"))
-    return render_template("forgot.html", form=form, title="Choose a new password")
+    return render_template("forgot.html", form=form, title=_("Choose a new password"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
@@ -17,7 +19,7 @@ bp = Blueprint("report", __name__)
 
 
 class ReportForm(FlaskForm):  # type: ignore[misc]
-    body = TextAreaField("What did you notice? Say where and when, and what you saw.",
+    body = TextAreaField(_l("What did you notice? Say where and when, and what you saw."),
                          validators=[DataRequired(), Length(min=10, max=5000)])
 
 
@@ -33,7 +35,7 @@ def report() -> ResponseReturnValue:
         context.record("security_report.filed", report_id=row.id)
         alerts.raise_alert(portal, context.settings(), "staff", "security_report", f"report {row.id}",
                            f"A suspected security problem was reported (report {row.id}). See the staff console.")
-        flash(f"Thank you. Your report (number {row.id}) went to the Student Accounting Department. "
-              "Please do not show the problem to anyone else.")
+        flash(_("Thank you. Your report (number %(number)s) went to the Student Accounting Department. "
+                "Please do not show the problem to anyone else.", number=row.id))
         return redirect(url_for("portal.dashboard"))
     return render_template("report.html", form=form)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -23,10 +25,10 @@ bp = Blueprint("student", __name__)
 
 
 class TerminationForm(FlaskForm):  # type: ignore[misc]
-    all_parents = BooleanField("All my parents and guardians, including any linked later", default=True)
-    guardians = SelectMultipleField("Or only these", choices=[], option_widget=CheckboxInput(),
+    all_parents = BooleanField(_l("All my parents and guardians, including any linked later"), default=True)
+    guardians = SelectMultipleField(_l("Or only these"), choices=[], option_widget=CheckboxInput(),
                                     widget=ListWidget(prefix_label=False))
-    confirm = BooleanField("I ask in writing that these parents' access to my records end now", validators=[DataRequired()])
+    confirm = BooleanField(_l("I ask in writing that these parents' access to my records end now"), validators=[DataRequired()])
 
 
 def _own_ref() -> StudentRef:
@@ -47,7 +49,7 @@ def end_parent_access() -> ResponseReturnValue:
     form.guardians.choices = _guardian_choices(ref)
     if form.validate_on_submit():
         _file_request(ref, bool(form.all_parents.data), list(form.guardians.data or []))
-        flash("Your request was recorded. The parents it names no longer see your records.")
+        flash(_("Your request was recorded. The parents it names no longer see your records."))
         return redirect(url_for("portal.dashboard"))
     return render_template("end_access.html", form=form, adult=True)
 
