@@ -12,9 +12,11 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from gateway.errors import ConfigError
 from gateway.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.settings import ConnectorSettings
 
 Item = Record | Tombstone | Reject
 
@@ -79,3 +81,25 @@ def stream_named(streams: tuple[StreamSpec, ...], name: str) -> StreamSpec:
         if spec.name == name:
             return spec
     raise UnknownPlugin("stream", name, (s.name for s in streams))
+
+
+def checked_options(entry: ConnectorSettings, allowed: set[str], required: tuple[str, ...]) -> dict[str, Any]:
+    """A connector's own keys: unknown ones and missing required ones are refused by name."""
+    options = dict(entry.options)
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigError(f"connectors.{entry.name}.{sorted(unknown)[0]}", "unknown key",
+                          f"a {entry.kind} connector takes {', '.join(sorted(allowed))}")
+    for key in required:
+        if not options.get(key):
+            raise ConfigError(f"connectors.{entry.name}.{key}", "is missing", "see gateway.example.toml")
+    return options
+
+
+def guardian_portal_access(entry: ConnectorSettings, options: dict[str, Any]) -> bool:
+    """OneRoster has no educational-rights flag: the configuration must say, with no default."""
+    value = options.get("guardian_portal_access")
+    if not isinstance(value, bool):
+        raise ConfigError(f"connectors.{entry.name}.guardian_portal_access", "must be true or false",
+                          "OneRoster has no educational-rights flag: say whether its guardian links grant portal access")
+    return value

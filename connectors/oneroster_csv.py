@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import GatewayError
 from gateway.settings import ConnectorSettings, Settings
 
+from connectors.base import checked_options, guardian_portal_access
 from connectors.oneroster_reader import ERROR, OneRosterReader
 
 OPTION_KEYS = {"path", "guardian_portal_access"}
@@ -116,15 +117,6 @@ def _row(header: list[str], values: list[str]) -> dict[str, str]:
 
 
 def from_settings(entry: ConnectorSettings, settings: Settings) -> OneRosterReader:
-    options = dict(entry.options)
-    unknown = set(options) - OPTION_KEYS
-    if unknown:
-        raise ConfigError(f"connectors.{entry.name}.{sorted(unknown)[0]}", "unknown key",
-                          f"a oneroster-csv connector takes {', '.join(sorted(OPTION_KEYS))}")
-    if not options.get("path"):
-        raise ConfigError(f"connectors.{entry.name}.path", "is missing", "give the export's folder or .zip")
-    access = options.get("guardian_portal_access")
-    if not isinstance(access, bool):
-        raise ConfigError(f"connectors.{entry.name}.guardian_portal_access", "must be true or false",
-                          "OneRoster has no educational-rights flag: say whether its guardian links grant portal access")
+    options = checked_options(entry, OPTION_KEYS, ("path",))
+    access = guardian_portal_access(entry, options)
     return OneRosterReader(entry.name, entry.source_system, Bundle(Path(options["path"])), access)

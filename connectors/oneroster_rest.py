@@ -27,6 +27,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.keys import env_var, load_secret
 from gateway.settings import ConnectorSettings, Settings
 
+from connectors.base import checked_options, guardian_portal_access
 from connectors.oneroster_reader import OneRosterReader, Row
 
 OPTION_KEYS = {"base_url", "version", "auth", "client_id", "token_url", "guardian_portal_access",
@@ -247,12 +248,7 @@ def _checked(entry: ConnectorSettings) -> dict[str, Any]:
     key = f"connectors.{entry.name}"
     if "secret" in options or "client_secret" in options:
         raise ConfigError(f"{key}.client_secret", "may not be in the config file", f"set {env_var('source-' + entry.name)}")
-    unknown = set(options) - OPTION_KEYS
-    if unknown:
-        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key", f"a oneroster-rest connector takes {', '.join(sorted(OPTION_KEYS))}")
-    for name in ("base_url", "client_id"):
-        if not options.get(name):
-            raise ConfigError(f"{key}.{name}", "is missing", "see gateway.example.toml")
+    options = checked_options(entry, OPTION_KEYS, ("base_url", "client_id"))
     if options.get("version") not in ("1.1", "1.2"):
         raise ConfigError(f"{key}.version", f"{options.get('version')!r} is not 1.1 or 1.2", "set version = \"1.1\" or \"1.2\"")
     if options.get("auth") not in ("oauth2", "oauth1"):
@@ -262,7 +258,5 @@ def _checked(entry: ConnectorSettings) -> dict[str, Any]:
     for name in ("base_url", "token_url"):
         if options.get(name) and not _secure_or_loopback(str(options[name])):
             raise ConfigError(f"{key}.{name}", "must use https", "credentials and student data never travel in clear")
-    if not isinstance(options.get("guardian_portal_access"), bool):
-        raise ConfigError(f"{key}.guardian_portal_access", "must be true or false",
-                          "OneRoster has no educational-rights flag: say whether its guardian links grant portal access")
+    guardian_portal_access(entry, options)
     return options

@@ -25,7 +25,7 @@ from gateway.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings, check_database_url
 
 from connectors import convert
-from connectors.base import Item, StreamSpec, payload_hash, stream_named
+from connectors.base import Item, StreamSpec, checked_options, payload_hash, stream_named
 from connectors.mapping import Mapping as SqlMapping
 from connectors.mapping import StreamQuery, load_mapping
 
@@ -155,14 +155,7 @@ def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, 
 
 
 def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
-    options = dict(entry.options)
-    unknown = set(options) - OPTION_KEYS
-    if unknown:
-        raise ConfigError(f"connectors.{entry.name}.{sorted(unknown)[0]}", "unknown key",
-                          f"a sql connector takes {', '.join(sorted(OPTION_KEYS))}")
-    for key in ("url", "mapping"):
-        if not options.get(key):
-            raise ConfigError(f"connectors.{entry.name}.{key}", "is missing", "see gateway.example.toml")
+    options = checked_options(entry, OPTION_KEYS, ("url", "mapping"))
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(options["source_timezone"]) if options.get("source_timezone") else dt.timezone.utc

@@ -22,7 +22,6 @@ from wtforms.validators import DataRequired, Length
 
 from gateway import accounts, activation
 from gateway import guidelines as guideline_service
-from gateway.crypto import email_index
 from gateway.dbtypes import utcnow
 from gateway.portal import ActivationCode, GuidelineVersion, User, UserSession
 from gateway.replica import Guardian, Student

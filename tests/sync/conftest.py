@@ -59,3 +59,23 @@ def replica_state(settings: Settings) -> dict[str, dict[str, str]]:
             state[name] = dict(connection.execute(select(table.c.source_id, table.c.row_hash)).all())
     engine.dispose()
     return state
+
+
+def decrypted_replica(settings: Settings) -> str:
+    """Every value of every canonical table as text, encrypted columns decrypted."""
+    from gateway.crypto import FieldCipher
+    from gateway.keys import load_keyring
+    from gateway.schema import canonical_tables, encryption_context
+
+    cipher = FieldCipher(load_keyring(settings, "field"))
+    engine = create_rw_engine(settings.replica.url)
+    values = []
+    with engine.connect() as connection:
+        for table in canonical_tables().values():
+            for row in connection.execute(select(table)).mappings():
+                for name, value in row.items():
+                    if value is not None and table.columns[name].info.get("storage") == "encrypted":
+                        value = cipher.decrypt(value, encryption_context(table.name, name))
+                    values.append(str(value))
+    engine.dispose()
+    return "\n".join(values)

@@ -14,14 +14,10 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from gateway.cli import main
-from gateway.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.demo_sis import SENSITIVE_MARKERS, mutate
 from gateway.errors import ConfigError, LockHeld, SyncRefused
-from gateway.keys import load_keyring
-from gateway.records import StudentRecord
-from gateway.replica import ReplicaBase, SyncReject, SyncRun
-from gateway.schema import canonical_tables, encryption_context
+from gateway.replica import SyncReject, SyncRun
 from gateway.settings import Settings
 
 from connectors import registry
@@ -30,7 +26,7 @@ from connectors.sql import SourceError
 from sync.engine import RunResult, run_sync
 from sync.locks import Lease, sync_lock_name
 
-from .conftest import CONNECTOR, replica_state, with_connector
+from .conftest import CONNECTOR, decrypted_replica, replica_state
 
 
 def run(settings: Settings, full: bool = False, allow_shrink: bool = False) -> RunResult:
@@ -62,24 +58,9 @@ def test_a_field_key_rotation_does_not_show_as_a_change(synced: Settings, cli: C
     assert (after["inserted"], after["updated"], after["deleted"]) == (0, 0, 0)
 
 
-def decrypted_replica_text(settings: Settings) -> str:
-    """Every value of every canonical table, encrypted columns decrypted."""
-    cipher = FieldCipher(load_keyring(settings, "field"))
-    engine = create_rw_engine(settings.replica.url)
-    parts = []
-    with engine.connect() as connection:
-        for table in canonical_tables().values():
-            for row in connection.execute(select(table)).mappings():
-                for name, value in row.items():
-                    if table.columns[name].info.get("storage") == "encrypted" and value is not None:
-                        value = cipher.decrypt(value, encryption_context(table.name, name))
-                    parts.append(str(value))
-    return "\n".join(parts)
-
-
 def test_no_planted_sensitive_value_reaches_the_replica(synced: Settings, source: Path) -> None:
     run(synced, full=True)
-    replica = decrypted_replica_text(synced)
+    replica = decrypted_replica(synced)
     with sqlite3.connect(source) as db:
         ssns = [row[0] for row in db.execute("SELECT ssn FROM pupils UNION SELECT ssn FROM contacts")]
     assert ssns and not any(ssn in replica for ssn in ssns)

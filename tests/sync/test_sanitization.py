@@ -6,35 +6,17 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from gateway.crypto import FieldCipher
-from gateway.db import create_rw_engine
 from gateway.demo_sis import SENSITIVE_MARKERS
-from gateway.keys import load_keyring
-from gateway.schema import canonical_tables, encryption_context
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry
 from sync.engine import run_sync
 
+from .conftest import decrypted_replica
+
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "interop" / "oneroster"
 SHARED_PASSWORDS = ("Password1-", "Batman.Ru1ez")
-
-
-def decrypted_replica(settings: Settings) -> str:
-    cipher = FieldCipher(load_keyring(settings, "field"))
-    engine = create_rw_engine(settings.replica.url)
-    values = []
-    with engine.connect() as connection:
-        for table in canonical_tables().values():
-            for row in connection.execute(select(table)).mappings():
-                for name, value in row.items():
-                    if value is not None and table.columns[name].info.get("storage") == "encrypted":
-                        value = cipher.decrypt(value, encryption_context(table.name, name))
-                    values.append(str(value))
-    engine.dispose()
-    return "\n".join(values)
 
 
 @pytest.mark.interop

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 import shutil
@@ -16,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
-from gateway import activation, guidelines
+from gateway import activation
 from gateway.db import create_rw_engine
 from gateway.demo_sis import DemoSummary, generate
 from gateway.portal import UserStudent
