@@ -44,7 +44,7 @@ def request_reset(session: Session, settings: Settings, identifier: str, ip: str
         mail.send(settings, [user.email], f"{settings.district.name} portal: reset your password",
                   f"Someone asked to reset the password of the portal account {user.username}.\n\n"
                   f"To choose a new password, open this link within {minutes} minutes:\n\n"
-                  f"    {settings.web.public_url.rstrip('/')}/reset/{token}\n\n"
+                  f"    {settings.web.public_url.rstrip('/')}/reset?token={token}\n\n"
                   "If it was not you, ignore this message; your password stays as it is.\n")
     return GENERIC_ANSWER
 

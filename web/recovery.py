@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -56,8 +56,11 @@ def forgot_username() -> ResponseReturnValue:
     return render_template("forgot.html", form=form, title=_("Forgot your username?"))
 
 
-@bp.route("/reset/<token>", methods=["GET", "POST"])
-def reset(token: str) -> ResponseReturnValue:
+@bp.route("/reset", methods=["GET", "POST"])
+def reset() -> ResponseReturnValue:
+    # The token rides in the query string: access logs record paths only, and this page
+    # sends no referrer, so it is never written down anywhere on its way.
+    token = request.args.get("token", "")
     if recovery.valid_token(db.portal(), token) is None:
         abort(404)
     form = ResetForm()
@@ -71,4 +74,6 @@ def reset(token: str) -> ResponseReturnValue:
             context.record("password.reset", actor_user_id=user.id)
             flash(_("Your password was changed. Sign in with it now."))
             return redirect(url_for("auth.login"))
-    return render_template("forgot.html", form=form, title=_("Choose a new password"))
+    response = make_response(render_template("forgot.html", form=form, title=_("Choose a new password")))
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -35,6 +35,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
 
 def run_server(settings: Settings, bind: str, workers: int) -> None:
     options = {"bind": bind, "workers": workers, "accesslog": "-", "errorlog": "-",
+               # Paths only: no query strings (a reset token) and no referrers in the log.
+               "access_log_format": '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
                # The client address is only taken from headers of the configured proxies.
                "forwarded_allow_ips": "*" if settings.web.trusted_proxy_hops else "127.0.0.1",
                "proc_name": "gateway-web"}

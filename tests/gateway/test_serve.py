@@ -34,8 +34,11 @@ def test_serve_answers_health_checks_from_several_gunicorn_workers(instance: Set
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert body == {"status": "ok", "replica": "ok", "portal": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?token=never-logged-123", timeout=5):
+            pass
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()
     assert server.returncode == 0
     assert output.count("Booting worker") == 2
+    assert '"GET /healthz" 200' in output and "never-logged-123" not in output  # paths only in the access log
