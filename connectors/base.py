@@ -54,7 +54,7 @@ class Connector(Protocol):
     @property
     def streams(self) -> tuple[StreamSpec, ...]: ...
 
-    def iter_records(self, stream: str, since: dt.datetime | None) -> Iterator[Item]:
+    def iter_records(self, stream: str, since: dt.datetime | int | None) -> Iterator[Item]:
         """Yield the stream's records (from ``since`` on, inclusive, when given)."""
         ...
 

@@ -66,6 +66,13 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
     return moment.astimezone(dt.timezone.utc)
 
 
+def to_cursor(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | int | None:
+    """A modification value: an integer row version stays an integer, anything else is a time."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return to_datetime(value, zone)
+
+
 def to_bool(value: Any) -> bool | None:
     if value is None:
         return None

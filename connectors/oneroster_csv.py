@@ -68,7 +68,7 @@ class Bundle:
         with self._text(file) as handle:
             return [name.strip().lower() for name in next(csv.reader(handle), [])]
 
-    def rows(self, file: str, since: dt.datetime | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+    def rows(self, file: str, since: dt.datetime | int | None = None) -> Iterator[tuple[str, dict[str, str]]]:
         """(``file.csv line N``, row by lower-cased header name), skipping blank lines.
 
         A file is what it is: ``since`` is not applied (a delta file already holds changes).

@@ -57,7 +57,7 @@ class RowSource(Protocol):
         """bulk, delta or absent."""
         ...
 
-    def rows(self, file: str, since: dt.datetime | None = None) -> Iterator[tuple[str, Row]]:
+    def rows(self, file: str, since: dt.datetime | int | None = None) -> Iterator[tuple[str, Row]]:
         """(position, normalized row) for each record of the collection."""
         ...
 
@@ -86,7 +86,7 @@ class OneRosterReader:
                                         complete_each_run=incremental and name in ACCESS_CRITICAL))
         return tuple(specs)
 
-    def iter_records(self, stream: str, since: dt.datetime | None) -> Iterator[Item]:
+    def iter_records(self, stream: str, since: dt.datetime | int | None) -> Iterator[Item]:
         stream_named(self.streams, stream)
         table, collection = STREAMS[stream][0], self._collection(stream)
         read = self._reader(stream)

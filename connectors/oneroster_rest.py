@@ -73,7 +73,9 @@ class RestSource:
     def fields(self, file: str) -> list[str]:
         return self._fields.get(file, [])
 
-    def rows(self, file: str, since: dt.datetime | None = None) -> Iterator[tuple[str, Row]]:
+    def rows(self, file: str, since: dt.datetime | int | None = None) -> Iterator[tuple[str, Row]]:
+        if isinstance(since, int):
+            raise ValueError("OneRoster filters by dateLastModified, a time, not an integer version")
         if file == "roles":  # 1.2 has no roles collection: each user lists its roles
             yield from self._roles(since)
             return

@@ -56,7 +56,7 @@ class SqlConnector:
     def streams(self) -> tuple[StreamSpec, ...]:
         return tuple(stream.spec for stream in self.mapping.streams)
 
-    def iter_records(self, stream: str, since: dt.datetime | None) -> Iterator[Item]:
+    def iter_records(self, stream: str, since: dt.datetime | int | None) -> Iterator[Item]:
         query = self._query(stream)
         spec = query.spec
         statement, params = self._statement(query, since if spec.incremental else None)
@@ -84,14 +84,16 @@ class SqlConnector:
         spec = stream_named(self.streams, stream)
         return next(q for q in self.mapping.streams if q.spec is spec)
 
-    def _statement(self, query: StreamQuery, since: dt.datetime | None) -> tuple[str, dict[str, Any]]:
+    def _statement(self, query: StreamQuery, since: dt.datetime | int | None) -> tuple[str, dict[str, Any]]:
         if since is None:
             return query.query, {}
         # A closed lower bound: rows modified in the cursor's own second are read again
         # and de-duplicated by key, rather than missed.
         return f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since", {"since": self._bind(since)}
 
-    def _bind(self, moment: dt.datetime) -> Any:
+    def _bind(self, moment: dt.datetime | int) -> Any:
+        if isinstance(moment, int):
+            return moment  # an integer row version
         local = moment.astimezone(self.zone)
         if self.engine.dialect.name == "sqlite":
             return local.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
@@ -143,7 +145,7 @@ def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, 
     def build(row: dict[str, Any], position: str) -> Item:
         try:
             values = {name: converters[name](value) for name, value in row.items() if name != "modified_at"}
-            modified = convert.to_datetime(row.get("modified_at"), zone)
+            modified = convert.to_cursor(row.get("modified_at"), zone)
             return record_type(**values, modified_at=modified)
         except (ValueError, TypeError) as exc:
             source_id = row.get("source_id")

@@ -23,8 +23,9 @@ class Record:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     source_id: str
-    # The source's bookkeeping, for cursors: not part of the row, so not compared.
-    modified_at: dt.datetime | None = field(default=None, compare=False)
+    # The source's bookkeeping for cursors (a time, or an integer row version): not part of
+    # the row, so not compared.
+    modified_at: dt.datetime | int | None = field(default=None, compare=False)
 
     def values(self) -> dict[str, Any]:
         """The canonical column values (what the row hash covers)."""
@@ -228,7 +229,7 @@ class Tombstone:
 
     table: str
     source_id: str
-    modified_at: dt.datetime | None = None
+    modified_at: dt.datetime | int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Cursor rules, in one place (the Singer SDK's habit).
 
-- A cursor is the largest modification time seen, never the clock.
-- The next run reads from it minus a look-back window, with a closed lower bound; the
-  duplicates that brings back are removed by key (they diff as unchanged).
+- A cursor is the largest modification value seen (an aware UTC time, or an integer row
+  version), never the clock.
+- The next run reads from it, with a closed lower bound (times also go back a look-back
+  window, for late commits); the duplicates that brings are removed by key (they diff as
+  unchanged).
 - A cursor only moves forward, and only in the transaction that publishes the run.
 """
 
@@ -16,28 +18,37 @@ from gateway.dbtypes import utcnow
 from gateway.replica import SyncCursor
 
 
-def load(connection: Connection, connector: str) -> dict[str, dt.datetime]:
-    rows = connection.execute(select(SyncCursor.stream, SyncCursor.value).where(SyncCursor.connector == connector))
-    return {stream: dt.datetime.fromisoformat(value) for stream, value in rows}
+Value = dt.datetime | int
 
 
-def since(saved: dt.datetime | None, lookback_seconds: int) -> dt.datetime | None:
-    return None if saved is None else saved - dt.timedelta(seconds=lookback_seconds)
+def load(connection: Connection, connector: str) -> dict[str, Value]:
+    rows = connection.execute(select(SyncCursor.stream, SyncCursor.value, SyncCursor.value_kind)
+                              .where(SyncCursor.connector == connector))
+    return {stream: int(value) if kind == "integer" else dt.datetime.fromisoformat(value) for stream, value, kind in rows}
 
 
-def advance(current: dt.datetime | None, seen: dt.datetime | None) -> dt.datetime | None:
+def since(saved: Value | None, lookback_seconds: int) -> Value | None:
+    if saved is None or isinstance(saved, int):
+        return saved
+    return saved - dt.timedelta(seconds=lookback_seconds)
+
+
+def advance(current: Value | None, seen: Value | None) -> Value | None:
     if seen is None:
         return current
-    return seen if current is None or seen > current else current
+    if current is not None and isinstance(seen, int) != isinstance(current, int):
+        raise ValueError(f"a cursor cannot change kind (from {current!r} to {seen!r}); reset it with a full run")
+    return seen if current is None or seen > current else current  # type: ignore[operator]
 
 
-def save(connection: Connection, connector: str, stream: str, value: dt.datetime, run_id: int) -> None:
+def save(connection: Connection, connector: str, stream: str, value: Value, run_id: int) -> None:
     table = SyncCursor.__table__
-    stamp = value.astimezone(dt.timezone.utc).isoformat()
+    kind = "integer" if isinstance(value, int) else "datetime"
+    stamp = str(value) if isinstance(value, int) else value.astimezone(dt.timezone.utc).isoformat()
     updated = connection.execute(
         table.update().where(table.c.connector == connector, table.c.stream == stream)
-        .values(value=stamp, value_kind="datetime", sync_run_id=run_id, updated_at=utcnow())
+        .values(value=stamp, value_kind=kind, sync_run_id=run_id, updated_at=utcnow())
     ).rowcount
     if not updated:
         connection.execute(table.insert().values(connector=connector, stream=stream, value=stamp,
-                                                 value_kind="datetime", sync_run_id=run_id, updated_at=utcnow()))
+                                                 value_kind=kind, sync_run_id=run_id, updated_at=utcnow()))

@@ -137,7 +137,7 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
     return counts
 
 
-def _plan(spec: StreamSpec, context: RunContext, saved: dt.datetime | None) -> tuple[dt.datetime | None, bool]:
+def _plan(spec: StreamSpec, context: RunContext, saved: cursors.Value | None) -> tuple[cursors.Value | None, bool]:
     """(since, snapshot): what to ask the stream for, and whether its answer is the whole truth."""
     lookback = context.settings.sync.cursor_lookback_seconds
     if spec.delta_only:
@@ -147,11 +147,11 @@ def _plan(spec: StreamSpec, context: RunContext, saved: dt.datetime | None) -> t
     return cursors.since(saved, lookback), False
 
 
-def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: dt.datetime | None) -> dt.datetime | None:
+def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: cursors.Value | None) -> cursors.Value | None:
     """Feed one stream to its writer in batches; return the newest modification time seen."""
     batch: list[Record] = []
     gone: list[str] = []
-    newest: dt.datetime | None = None
+    newest: cursors.Value | None = None
     seen, started = 0, time.monotonic()
     size = context.settings.sync.batch_size
     for item in context.connector.iter_records(spec.name, since):

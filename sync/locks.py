@@ -4,17 +4,22 @@ A lease is a row naming its holder (``host:pid:token``) and an expiry. Taking it
 atomic statement (an INSERT, or an UPDATE of an expired row), so two schedulers on two
 hosts cannot both win. A holder that dies stops renewing and its lease lapses after the
 TTL; on its own host, a dead holder's lease is taken over at once.
+
+Where the portal is on PostgreSQL, the lease is also a session advisory lock held on a
+connection of its own: PostgreSQL releases it the moment the holder's connection dies,
+on whichever host, so the next run need not wait for the TTL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import secrets
 import socket
 from types import TracebackType
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.dbtypes import utcnow
@@ -40,6 +45,11 @@ def _died_here(holder: str) -> bool:
     return False
 
 
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_try_advisory_lock."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -52,8 +62,12 @@ class Lease:
         self.name = name
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.holder = holder or new_holder()
+        self._advisory: Connection | None = None
 
     def acquire(self) -> None:
+        if self.engine.dialect.name == "postgresql":
+            self._acquire_advisory()
+            return
         now = utcnow()
         with self.engine.connect() as connection:
             connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
@@ -86,6 +100,19 @@ class Lease:
         if not taken:
             raise LockHeld(self.name, self.current_holder() or "another process")
 
+    def _acquire_advisory(self) -> None:
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": advisory_key(self.name)}).scalar():
+            connection.close()
+            raise LockHeld(self.name, self.current_holder() or "another process")
+        self._advisory = connection
+        # Holding the advisory lock proves any lease row left behind belongs to a dead holder.
+        now = utcnow()
+        with self.engine.begin() as writer:
+            values = {"holder": self.holder, "acquired_at": now, "expires_at": now + self.ttl}
+            if not writer.execute(update(Lock).where(Lock.name == self.name).values(**values)).rowcount:
+                writer.execute(insert(Lock).values(name=self.name, **values))
+
     def renew(self) -> None:
         """Push the expiry forward; raises ``LockHeld`` if the lease was lost meanwhile."""
         with self.engine.begin() as connection:
@@ -98,6 +125,10 @@ class Lease:
     def release(self) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(Lock).where(Lock.name == self.name, Lock.holder == self.holder))
+        if self._advisory is not None:
+            self._advisory.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key(self.name)})
+            self._advisory.close()
+            self._advisory = None
 
     def current_holder(self) -> str | None:
         with self.engine.connect() as connection:

@@ -67,9 +67,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from gateway.cli import applications, db, demo, demo_sis, instance, jobs, keys, serve, sync, users
+    from gateway.cli import applications, audit, db, demo, demo_sis, instance, jobs, keys, serve, sync, users
 
-    for module in (instance, db, keys, serve, demo, demo_sis, sync, jobs, users, applications):
+    for module in (instance, db, keys, serve, demo, demo_sis, sync, jobs, users, applications, audit):
         module.register(main)
 
 

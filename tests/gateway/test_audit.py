@@ -100,3 +100,22 @@ def test_several_processes_appending_at_once_keep_one_chain(request: pytest.Fixt
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0, 0, 0]
     assert verify(settings) == audit.Verification(True, 60)
     assert audit.read_checkpoint(Path(settings.audit.checkpoint_file))[0] == 60  # type: ignore[index]
+
+
+def test_the_cli_verifies_a_clean_trail_and_names_tampering(instance: Settings) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    fill(instance, 5)
+    cli = CliRunner()
+    clean = cli.invoke(main, ["--config", str(instance.config_path), "audit", "verify", "--json"])
+    assert clean.exit_code == 0 and json.loads(clean.output) == {"ok": True, "checked": 5, "problem": None, "entry_id": None}
+    tamper(instance, update(AuditEntry).where(AuditEntry.id == 2).values(action="nothing.happened"))
+    broken = cli.invoke(main, ["--config", str(instance.config_path), "audit", "verify"])
+    assert broken.exit_code == 4 and "entry 2 was altered" in broken.output
+    exported = cli.invoke(main, ["--config", str(instance.config_path), "audit", "export", "--from", "2000-01-01", "--to", "2100-01-01"])
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    assert [line["id"] for line in lines] == [1, 2, 3, 4, 5] and all(len(line["entry_hash"]) == 64 for line in lines)

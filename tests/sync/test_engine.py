@@ -236,3 +236,31 @@ def test_too_many_rejects_fail_the_run_and_keep_the_old_replica(synced: Settings
     with pytest.raises(SyncRefused, match="were rejected"):
         run(synced, full=True)
     assert replica_state(synced) == before
+
+
+def test_an_integer_row_version_works_as_a_cursor(instance: Settings, tmp_path: Path) -> None:
+    source = tmp_path / "versioned.sqlite3"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE kids (id INTEGER PRIMARY KEY, first TEXT, last TEXT, version INTEGER)")
+        db.executemany("INSERT INTO kids VALUES (?, ?, ?, ?)", [(n, f"Kid{n}", "Doe", n) for n in range(1, 51)])
+    mapping = tmp_path / "versioned.toml"
+    mapping.write_text('[streams.students]\ntable = "students"\ntables = ["kids"]\nincremental = true\nquery = """'
+                       "SELECT CAST(id AS TEXT) AS source_id, first AS given_name, last AS family_name, version AS modified_at "
+                       'FROM kids"""\n')
+    settings = dataclasses.replace(instance, connectors=(registry_entry(source, mapping),))
+    first = run(settings, full=True)
+    assert first.counts["students"].inserted == 50
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE kids SET first = 'Renamed', version = 51 WHERE id IN (3, 4)")
+    later = run(settings)
+    # Rows at the cursor itself (version 50) are read again and found unchanged; the two new versions update.
+    assert (later.counts["students"].updated, later.counts["students"].unchanged) == (2, 1)
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT value, value_kind FROM sync_cursors")).all() == [("51", "integer")]
+
+
+def registry_entry(source: Path, mapping: Path) -> object:
+    from gateway.settings import ConnectorSettings
+
+    return ConnectorSettings(CONNECTOR, "sql", CONNECTOR, {"url": f"sqlite:///{source}", "mapping": str(mapping)})

@@ -37,8 +37,8 @@ def test_different_connectors_do_not_block_each_other(instance: Settings) -> Non
         pass
 
 
-def test_an_expired_lease_of_a_dead_holder_is_taken_over(any_instance: Settings) -> None:
-    engine = create_rw_engine(any_instance.portal.url)
+def test_an_expired_lease_of_a_holder_on_another_host_is_taken_over(instance: Settings) -> None:
+    engine = create_rw_engine(instance.portal.url)
     dead = Lease(engine, "sync:sis", 60, holder="dead")
     dead.acquire()
     with engine.begin() as connection:
@@ -71,3 +71,45 @@ def test_a_lease_of_a_live_process_or_another_host_is_respected(instance: Settin
     for name in ("sync:a", "sync:b"):
         with pytest.raises(LockHeld):
             Lease(engine, name, 600).acquire()
+
+
+HOLDER = """
+import sys, time
+from gateway.db import create_rw_engine
+from sync.locks import Lease
+Lease(create_rw_engine(sys.argv[1]), "sync:sis", 600, holder="far-away-host:1:x").acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_holder_killed_on_another_host_frees_the_lease_at_once_on_postgresql(pg_instance: Settings) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, pg_instance.portal.url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        engine = create_rw_engine(pg_instance.portal.url)
+        with pytest.raises(LockHeld, match="far-away-host"):
+            Lease(engine, "sync:sis", 600).acquire()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        # The row still names the dead holder, unexpired; PostgreSQL releases its advisory lock
+        # as soon as the server notices the connection is gone (well before the 600 s TTL).
+        import time
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                lease = Lease(engine, "sync:sis", 600, holder="successor")
+                lease.acquire()
+                break
+            except LockHeld:
+                assert time.monotonic() < deadline, "the advisory lock was never released"
+                time.sleep(0.2)
+        assert lease.current_holder() == "successor"
+        lease.release()
+    finally:
+        holder.kill()
