@@ -8,7 +8,6 @@ the portal database). Source failures are retried with backoff before the run fa
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import time
 from collections.abc import Callable
