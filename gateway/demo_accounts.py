@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway import activation, guidelines
+from gateway import activation, guidelines, totp
 from gateway.accounts import create_user
+from gateway.crypto import FieldCipher
+from gateway.keys import load_keyring
 from gateway.portal import TerminationRequest, User, UserStudent
 from gateway.schoolyear import eighteenth_birthday
 from gateway.settings import Settings
@@ -48,7 +50,8 @@ def new_password() -> str:
 def create_demo_accounts(session: Session, settings: Settings, sis: Engine, source_system: str, today: dt.date) -> list[Login]:
     """Every role's account and every case's parent; returns their logins."""
     guidelines.ensure_published(session)
-    logins = [_staff(session, settings, role, name) for role, name in STAFF_ROLES]
+    cipher = FieldCipher(load_keyring(settings, "field"))
+    logins = [_staff(session, settings, cipher, role, name) for role, name in STAFF_ROLES]
     with sis.connect() as connection:
         cases = connection.execute(text("SELECT case_name, pupil_id, contact_id, note FROM demo_cases ORDER BY id")).all()
         births = dict(connection.execute(text("SELECT pupil_id, dob FROM pupils WHERE pupil_id IN "
@@ -67,9 +70,13 @@ def create_demo_accounts(session: Session, settings: Settings, sis: Engine, sour
     return logins
 
 
-def _staff(session: Session, settings: Settings, role: str, name: str) -> Login:
-    login = Login(role, f"demo-{role}", new_password(), note=f"{name} (second factor arrives with the consoles)")
-    create_user(session, settings, username=login.username, password=login.password, role=role, display_name=name)
+def _staff(session: Session, settings: Settings, cipher: FieldCipher, role: str, name: str) -> Login:
+    """A staff-role account with its second factor enrolled (the secret goes to demo-logins.json)."""
+    secret = totp.new_secret()
+    login = Login(role, f"demo-{role}", new_password(), note=f"{name}: sign in with the password, then a code from totp_secret",
+                  totp_secret=secret)
+    user = create_user(session, settings, username=login.username, password=login.password, role=role, display_name=name)
+    user.totp_secret = cipher.encrypt(secret, totp.CONTEXT)
     return login
 
 

@@ -293,3 +293,14 @@ class RecoveryToken(PortalBase):
     created_at: Mapped[dt.datetime] = _created()
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class RecoveryCode(PortalBase):
+    """A single-use second-factor recovery code of a staff account (stored only as a hash)."""
+
+    __tablename__ = "totp_recovery_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _fk("users", nullable=False)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = _created()
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -7,6 +7,8 @@ password change, "sign out everywhere" or a denial.
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
@@ -20,15 +22,17 @@ from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway import accounts, activation
+from gateway import accounts, activation, totp
 from gateway import guidelines as guideline_service
 from gateway.dbtypes import utcnow
-from gateway.portal import ActivationCode, GuidelineVersion, User, UserSession
+from gateway.portal import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
 from gateway.replica import Guardian, Student
 from web import context, db
 
 bp = Blueprint("auth", __name__)
-OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "public.index", "public.healthz",
+SECOND_FACTOR_SECONDS = 300  # a password is good for this long while the second factor is asked
+OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "auth.second_factor",
+                  "public.index", "public.healthz",
                   "public.help", "apply.apply", "recovery.forgot_password", "recovery.forgot_username",
                   "recovery.reset", "static"}
 
@@ -76,10 +80,71 @@ def login() -> ResponseReturnValue:
         result = accounts.authenticate(db.portal(), context.settings(), form.username.data, form.password.data,
                                        context.client_ip())
         if result.user is not None:
+            if result.user.role in STAFF_ROLES:
+                return _start_second_factor(result.user)
             return _sign_in(result.user)
         context.record("login.failed", username=form.username.data[:64], reason=result.refusal)
         form.password.errors.append(_refusal_message(result))
     return render_template("login.html", form=form), 200 if request.method == "GET" or not form.errors else 401
+
+
+def _start_second_factor(user: User) -> ResponseReturnValue:
+    """Staff roles sign in with a second factor; until then no session exists."""
+    db.portal().commit()
+    session.clear()
+    session["mfa_user"], session["mfa_started"] = user.id, time.time()
+    return redirect(url_for("auth.second_factor", next=request.args.get("next")))
+
+
+class SecondFactorForm(FlaskForm):  # type: ignore[misc]
+    code = StringField(_l("The 6-digit code from your authenticator app, or a recovery code"),
+                       validators=[DataRequired(), Length(max=32)])
+
+
+@bp.route("/login/second-factor", methods=["GET", "POST"])
+def second_factor() -> ResponseReturnValue:
+    portal = db.portal()
+    user = _pending_user()
+    if user is None:
+        return redirect(url_for("auth.login"))
+    enrolling = user.totp_secret is None
+    if enrolling:
+        session.setdefault("mfa_secret", totp.new_secret())
+    secret = session["mfa_secret"] if enrolling else totp.secret_of(context.cipher(), user)
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        step = totp.accept(secret or "", form.code.data, user.totp_last_step)
+        if step is not None and enrolling:
+            codes = totp.enroll(portal, context.cipher(), user, secret or "", step)
+            context.record("mfa.enrolled", actor_user_id=user.id)
+            _sign_in(user)
+            return render_template("recovery_codes.html", codes=codes)
+        if step is not None or (not enrolling and totp.use_recovery_code(portal, user, form.code.data)):
+            if step is not None:
+                user.totp_last_step = step
+            return _sign_in(user)
+        _count_second_factor_failure(user)
+        form.code.errors.append(_("That code is not right, or was already used."))
+    uri = totp.provisioning_uri(secret or "", user.username, context.settings().district.name) if enrolling else None
+    return render_template("second_factor.html", form=form, enrolling=enrolling, secret=secret if enrolling else None,
+                           qr=totp.qr_svg(uri) if uri else None)
+
+
+def _pending_user() -> User | None:
+    pending, started = session.get("mfa_user"), session.get("mfa_started", 0)
+    if pending is None or time.time() - started > SECOND_FACTOR_SECONDS:
+        return None
+    return db.portal().get(User, pending)
+
+
+def _count_second_factor_failure(user: User) -> None:
+    """Wrong codes count toward the account's lockout, so six digits cannot be tried through."""
+    sec = context.settings().security
+    window, lockout = timedelta(minutes=sec.login_window_minutes), timedelta(minutes=sec.lockout_minutes)
+    if accounts.record_failure(db.portal(), "login_account", user.username.lower(), utcnow(), sec.login_max_failures,
+                               window, lockout):
+        session.clear()
+    context.record("mfa.failed", actor_user_id=user.id)
 
 
 def _refusal_message(result: accounts.LoginResult) -> str:
@@ -204,8 +269,6 @@ def _try_activate(form: ActivateForm) -> str | None:
     except (activation.CodeRefused, accounts.AccountError) as refused:
         if isinstance(refused, activation.CodeRefused) and refused.reason in ("unknown", "malformed"):
             sec = settings.security
-            from datetime import timedelta
-
             accounts.record_failure(portal, "code_ip", ip, now, sec.code_max_attempts,
                                     timedelta(minutes=sec.code_window_minutes), timedelta(minutes=sec.code_window_minutes))
         portal.commit()

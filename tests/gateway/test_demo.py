@@ -20,6 +20,8 @@ def test_the_demo_prepares_a_district_with_logins_for_every_role_and_case(tmp_pa
     assert {"turned_18_during_year", "activated_after_18", "turned_18_before_year", "birth_date_unknown", "siblings",
             "split_household", "no_portal_access", "link_not_in_force", "withdrawn", "summer_exit", "transfer",
             "termination_request"} <= cases
+    for login in logins:
+        assert (login["totp_secret"] is not None) == (login["role"] in ("admin", "staff", "it", "auditor"))
     siblings = next(login for login in logins if login["case"] == "siblings")
     assert len(siblings["students"]) == 2  # one account, both children
     for login in logins:
@@ -43,3 +45,28 @@ def test_a_demo_parent_signs_in_and_sees_their_child(tmp_path: Path, cli: CliRun
     response = client.post("/login", data={"csrf_token": token.group(1), "username": login["username"], "password": login["password"]})
     assert response.status_code == 302
     assert client.get("/dashboard").headers["Location"].startswith("/guidelines")
+
+
+def test_a_demo_it_login_reaches_the_it_console_with_its_totp_secret(tmp_path: Path, cli: CliRunner) -> None:
+    import re
+    import time
+
+    from gateway import totp
+    from gateway.settings import load_settings
+    from web import create_app
+
+    cli.invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--students", "30", "--no-serve"])
+    settings = load_settings(tmp_path / "demo" / "gateway.toml", env={})
+    it = next(l for l in json.loads((tmp_path / "demo" / "demo-logins.json").read_text()) if l["role"] == "it")  # noqa: E741
+    client = create_app(settings).test_client()
+
+    def token(path: str) -> str:
+        found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get(path).get_data(as_text=True))
+        assert found is not None
+        return found.group(1)
+
+    client.post("/login", data={"csrf_token": token("/login"), "username": it["username"], "password": it["password"]})
+    code = totp.code_at(it["totp_secret"], time.time())
+    assert client.post("/login/second-factor", data={"csrf_token": token("/login/second-factor"), "code": code}).status_code == 302
+    client.post("/guidelines", data={"csrf_token": token("/guidelines"), "accept": "y"})
+    assert "IT console" in client.get("/it").get_data(as_text=True)

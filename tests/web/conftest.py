@@ -119,3 +119,25 @@ def parent_client(district_app: Flask, district: tuple[Settings, DemoSummary]) -
         return client
 
     return make
+
+
+def staff_client(app: Flask, settings: Settings, username: str, role: str) -> tuple[FlaskClient, str]:
+    """A staff-role account signed in with its second factor (enrolled on the way); returns its TOTP key."""
+    import time
+
+    from gateway import totp
+    from gateway.accounts import create_user
+
+    with portal_session(settings) as session:
+        create_user(session, settings, username=username, password=PASSWORD, role=role, display_name=f"Demo {role}")
+        session.commit()
+    client = app.test_client()
+    assert login(client, username).headers["Location"].startswith("/login/second-factor")
+    page = client.get("/login/second-factor").get_data(as_text=True)
+    secret = re.search(r"<code>([A-Z2-7]+)</code>", page)
+    assert secret is not None, "no key shown for enrolment"
+    token = csrf(client, "/login/second-factor")
+    response = client.post("/login/second-factor", data={"csrf_token": token, "code": totp.code_at(secret.group(1), time.time())})
+    assert "Your recovery codes" in response.get_data(as_text=True)
+    accept_guidelines(client)
+    return client, secret.group(1)

@@ -11,11 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from gateway.accounts import create_user
 from gateway.demo_sis import DemoSummary
 from gateway.settings import Settings
 
-from .conftest import PASSWORD, accept_guidelines, activate, csrf, issue_code, login, portal_session, set_activation_date
+from .conftest import accept_guidelines, activate, csrf, issue_code, set_activation_date, staff_client
 
 PAGES = ("schedule", "grades", "assignments", "attendance")
 # Parent accounts: (username, the case whose guardian they are, when they activated).
@@ -79,13 +78,7 @@ def signed_in_clients(app: Flask, settings: Settings, summary: DemoSummary) -> d
     assert activate(student, issue_code(settings, "student", own, None), "student").status_code == 302
     accept_guidelines(student)
     clients["student"] = student
-    with portal_session(settings) as session:
-        create_user(session, settings, username="staff", password=PASSWORD, role="staff", display_name="Student Accounting")
-        session.commit()
-    staff = app.test_client()
-    assert login(staff, "staff").status_code == 302
-    accept_guidelines(staff)
-    clients["staff"] = staff
+    clients["staff"] = staff_client(app, settings, "staff", "staff")[0]
     return clients
 
 

@@ -1,0 +1,141 @@
+"""Consoles: roles enforced on every route, a second factor for staff roles, auditors change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, text
+
+from gateway import totp
+from gateway.demo_sis import DemoSummary
+from gateway.portal import PortalBase
+from gateway.settings import Settings
+
+from .conftest import PASSWORD, csrf, login, portal_session, staff_client
+
+CONSOLES = {"/it": "it", "/audit": "auditor", "/audit/access-log": "auditor", "/staff": "staff"}
+
+
+def test_each_console_admits_its_role_and_admin_and_hides_from_everyone_else(
+    district_app: Flask, district: tuple[Settings, DemoSummary], parent_client: Callable[[str, str], FlaskClient]
+) -> None:
+    settings = district[0]
+    clients = {role: staff_client(district_app, settings, f"demo-{role}", role)[0] for role in ("staff", "it", "auditor", "admin")}
+    clients["parent"] = parent_client("siblings", "console.parent")
+    for path, owner in CONSOLES.items():
+        for role, client in clients.items():
+            expected = 200 if role in (owner, "admin") else 404
+            assert client.get(path).status_code == expected, f"{role} on {path}"
+        anonymous = district_app.test_client().get(path)
+        assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
+
+
+def test_console_actions_need_the_role_and_a_csrf_token(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    settings = district[0]
+    it, _ = staff_client(district_app, settings, "it.person", "it")
+    auditor, _ = staff_client(district_app, settings, "audit.person", "auditor")
+    assert it.post("/it/run-now/sis").status_code == 400  # no token
+    token = csrf(it, "/it")
+    assert it.post("/it/run-now/sis", data={"csrf_token": token}).status_code == 302
+    assert auditor.post("/it/run-now/sis", data={"csrf_token": csrf(auditor, "/audit")}).status_code == 404
+    with portal_session(settings) as session:
+        assert session.execute(text("SELECT connector, requested_by FROM sync_run_requests")).all() == [("sis", "web:it.person")]
+
+
+def test_a_password_alone_never_opens_a_console(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    staff_client(district_app, district[0], "half.way", "staff")
+    client = district_app.test_client()
+    assert login(client, "half.way").headers["Location"].startswith("/login/second-factor")
+    assert client.get("/staff").headers["Location"].startswith("/login")  # no session until the code
+
+
+def second_step(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    login(client, username)
+    return client
+
+
+def submit_code(client: FlaskClient, code: str) -> str:
+    token = csrf(client, "/login/second-factor")
+    response = client.post("/login/second-factor", data={"csrf_token": token, "code": code})
+    return response.headers.get("Location") or response.get_data(as_text=True)
+
+
+def test_a_wrong_code_and_a_replayed_code_are_refused(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "totp.user", "staff")
+    now = time.time()
+    assert "not right" in submit_code(second_step(district_app, "totp.user"), "000000" if totp.code_at(secret, now) != "000000" else "111111")
+    # Enrolment used the current step's code: the same code again is a replay.
+    assert "not right" in submit_code(second_step(district_app, "totp.user"), totp.code_at(secret, now))
+    later = totp.code_at(secret, now + totp.STEP)  # next step, accepted once within the window
+    assert submit_code(second_step(district_app, "totp.user"), later) == "/dashboard"
+    assert "not right" in submit_code(second_step(district_app, "totp.user"), later)
+
+
+def test_recovery_codes_each_work_once(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    settings = district[0]
+    client = district_app.test_client()
+    with portal_session(settings) as session:
+        from gateway.accounts import create_user
+
+        create_user(session, settings, username="lost.phone", password=PASSWORD, role="auditor", display_name="A")
+        session.commit()
+    login(client, "lost.phone")
+    secret = re.search(r"<code>([A-Z2-7]+)</code>", client.get("/login/second-factor").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    page = submit_code(client, totp.code_at(secret, time.time()))
+    codes = re.findall(r"<li><code>([0-9a-f]{8}-[0-9a-f]{8})</code></li>", page)
+    assert len(codes) == 10
+    assert submit_code(second_step(district_app, "lost.phone"), codes[0]) == "/dashboard"
+    assert "not right" in submit_code(second_step(district_app, "lost.phone"), codes[0])
+    assert submit_code(second_step(district_app, "lost.phone"), codes[1].upper()) == "/dashboard"
+
+
+def test_wrong_codes_count_toward_the_lockout(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    staff_client(district_app, district[0], "guesser", "it")
+    client = second_step(district_app, "guesser")
+    for guess in range(5):
+        submit_code(client, f"{guess:06d}")
+    assert "Too many attempts" in login(district_app.test_client(), "guesser").get_data(as_text=True)
+
+
+def portal_fingerprint(settings: Settings) -> dict[str, str]:
+    """A hash of every portal table but the audit trail and session bookkeeping."""
+    skipped = {"audit_log", "user_sessions", "throttles"}
+    result = {}
+    with portal_session(settings) as session:
+        for table in PortalBase.metadata.sorted_tables:
+            if table.name not in skipped:
+                rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
+                result[table.name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return result
+
+
+def test_an_auditors_session_changes_nothing_but_its_own_audit_entries(district_app: Flask,
+                                                                       district: tuple[Settings, DemoSummary]) -> None:
+    settings = district[0]
+    auditor, _ = staff_client(district_app, settings, "the.auditor", "auditor")
+    before = portal_fingerprint(settings)
+    with portal_session(settings) as session:
+        entries_before = session.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    for path in ("/audit", "/audit/access-log", "/audit/access-log?student=1", "/it", "/staff", "/dashboard", "/account"):
+        assert auditor.get(path).status_code in (200, 404)
+    assert portal_fingerprint(settings) == before
+    with portal_session(settings) as session:
+        new = session.execute(text(f"SELECT action FROM audit_log WHERE id > {entries_before}")).scalars().all()
+    assert new and set(new) <= {"auditor.view", "console.refused"}
+
+
+@pytest.mark.parametrize("path", ["/audit", "/audit/access-log"])
+def test_every_auditor_page_view_is_audited(district_app: Flask, district: tuple[Settings, DemoSummary], path: str) -> None:
+    auditor, _ = staff_client(district_app, district[0], "viewer", "auditor")
+    with portal_session(district[0]) as session:
+        before = session.execute(text("SELECT count(*) FROM audit_log WHERE action = 'auditor.view'")).scalar_one()
+    auditor.get(path)
+    with portal_session(district[0]) as session:
+        assert session.execute(text("SELECT count(*) FROM audit_log WHERE action = 'auditor.view'")).scalar_one() == before + 1

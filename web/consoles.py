@@ -1,0 +1,131 @@
+"""The consoles of the people who run the portal: staff, IT, auditors.
+
+Each route names its roles. Anonymous requests go to the login page; any other signed-in
+role gets 404, exactly as for a page that does not exist. Staff roles always signed in
+with their second factor. The IT console only writes job definitions and run requests;
+the auditor's pages change nothing but the audit entries of their own views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+
+from gateway import alerts, applications, audit, freshness, jobs
+from gateway.dbtypes import utcnow
+from gateway.portal import Application, AuditEntry, SecurityReport
+from gateway.replica import SyncRun
+from web import context, db
+
+bp = Blueprint("consoles", __name__)
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
+
+
+def role_required(*roles: str) -> Callable[[View], View]:
+    """Only these roles (and admin); anyone else signed in gets 404."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        @login_required
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            if context.user().role not in (*roles, "admin"):
+                context.record("console.refused", page=request.endpoint or "")
+                abort(404)
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+class ActionForm(FlaskForm):  # type: ignore[misc]
+    """Only the CSRF token: every console action is a POST with one."""
+
+
+# --- IT -------------------------------------------------------------------------------------------
+
+@bp.get("/it")
+@role_required("it")
+def it_home() -> ResponseReturnValue:
+    replica = db.replica()
+    runs = replica.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(20)).all()
+    fresh = freshness.by_table(replica, utcnow(), context.settings().policy.stale_after_hours)
+    return render_template("console_it.html", jobs=jobs.list_jobs(db.portal()), runs=runs, fresh=sorted(fresh.values(), key=lambda f: f.table),
+                           alerts=alerts.open_alerts(db.portal(), "it"), connectors=context.settings().connectors,
+                           form=ActionForm(), zone=context.settings().zone)
+
+
+@bp.post("/it/run-now/<connector>")
+@role_required("it")
+def it_run_now(connector: str) -> ResponseReturnValue:
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    request_id = jobs.request_run(db.portal(), context.settings(), connector, full=False,
+                                  requested_by=f"web:{context.user().username}")
+    context.record("sync.run_requested", connector=connector, request_id=request_id)
+    flash(_("Run requested; the scheduler starts it within seconds."))
+    return redirect(url_for("consoles.it_home"))
+
+
+# --- Auditor ------------------------------------------------------------------------------------
+
+@bp.get("/audit")
+@role_required("auditor")
+def audit_home() -> ResponseReturnValue:
+    settings = context.settings()
+    result = audit.verify(db.portal().get_bind(), context.keys().audit, settings.audit.checkpoint_file)  # type: ignore[arg-type]
+    context.record("auditor.view", page="verification")
+    return render_template("console_audit.html", result=result)
+
+
+@bp.get("/audit/access-log")
+@role_required("auditor")
+def access_log() -> ResponseReturnValue:
+    student = request.args.get("student", "").strip()
+    query = select(AuditEntry).where(AuditEntry.action.in_(("record.view", "record.refused"))).order_by(AuditEntry.id.desc()).limit(200)
+    if student:
+        query = query.where(AuditEntry.student_source_id == student)
+    entries = db.portal().scalars(query).all()
+    context.record("auditor.view", page="access_log", student=student or None)
+    return render_template("console_access_log.html", entries=entries, student=student, zone=context.settings().zone)
+
+
+# --- Staff (Student Accounting) -------------------------------------------------------------------
+
+@bp.get("/staff")
+@role_required("staff")
+def staff_home() -> ResponseReturnValue:
+    portal, replica = db.portal(), db.replica()
+    pending = [(a, applications.candidates(replica, context.cipher(), a)) for a in applications.pending(portal)]
+    reports = portal.scalars(select(SecurityReport).where(SecurityReport.status != "resolved")
+                             .order_by(SecurityReport.created_at)).all()
+    context.record("staff.view", page="queues")
+    return render_template("console_staff.html", pending=pending, reports=reports, form=ActionForm(),
+                           alerts=alerts.open_alerts(portal, "staff"), zone=context.settings().zone)
+
+
+@bp.post("/staff/applications/<int:application_id>/approve/<guardian>")
+@role_required("staff")
+def approve(application_id: int, guardian: str) -> ResponseReturnValue:
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    application = db.portal().get(Application, application_id) or abort(404)
+    try:
+        approval = applications.approve(db.portal(), db.replica(), context.settings(), context.cipher(), application,
+                                        guardian, staff_id=context.user().id)
+    except applications.ApplicationError as refused:
+        flash(str(refused))
+        return redirect(url_for("consoles.staff_home"))
+    db.portal().commit()
+    context.record("application.approved", application_id=application_id, guardian=guardian)
+    flash(_("Approved: the code was sent to the email the school holds.") if approval.emailed_to_sis_address
+          else _("Approved. The school holds no email for this guardian: print a letter with code %(code)s.", code=approval.code))
+    return redirect(url_for("consoles.staff_home"))
