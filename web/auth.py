@@ -91,7 +91,7 @@ def login() -> ResponseReturnValue:
 def _start_second_factor(user: User) -> ResponseReturnValue:
     """Staff roles sign in with a second factor; until then no session exists."""
     db.portal().commit()
-    session.clear()
+    _renew_session()
     session["mfa_user"], session["mfa_started"] = user.id, time.time()
     return redirect(url_for("auth.second_factor", next=request.args.get("next")))
 
@@ -175,7 +175,7 @@ def _code_message(refused: activation.CodeRefused) -> str:
 
 def _sign_in(user: User) -> ResponseReturnValue:
     portal = db.portal()
-    session.clear()  # a new session at every login: no fixation
+    _renew_session()  # a new session at every login: no fixation
     token = accounts.start_session(portal, user, context.client_ip(), request.headers.get("User-Agent"))
     portal.commit()
     session["sid"] = token
@@ -183,6 +183,14 @@ def _sign_in(user: User) -> ResponseReturnValue:
     login_user(context.Account(user, live.id), remember=False)
     context.record("login")
     return redirect(_safe_next(request.args.get("next")))
+
+
+def _renew_session() -> None:
+    """Drop everything in the old cookie session but the visitor's language."""
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
 
 
 def _safe_next(target: str | None) -> str:

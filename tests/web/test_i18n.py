@@ -52,3 +52,16 @@ def test_no_message_in_the_source_lacks_a_spanish_translation() -> None:
     catalog = read_po((TRANSLATIONS / "es" / "LC_MESSAGES" / "messages.po").open("rb"))
     translated = {m.id for m in catalog if m.id and m.string}
     assert sorted(found - translated) == []
+
+
+def test_the_chosen_language_survives_signing_in(parent_client: Callable[[str, str], FlaskClient], district_app: Flask) -> None:
+    import re
+
+    parent_client("transfer", "hablante")
+    client = district_app.test_client()
+    page = client.get("/login?lang=es").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert token is not None
+    client.post("/login", data={"csrf_token": token.group(1), "username": "hablante",
+                                "password": "correct horse battery staple lamp"})
+    assert "Mis hijos" in client.get("/dashboard", headers={"Accept-Language": "en"}).get_data(as_text=True)
