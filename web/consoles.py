@@ -15,15 +15,19 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from wtforms import BooleanField, StringField
+from wtforms.validators import Length
 
-from gateway import alerts, applications, audit, freshness, jobs
+from gateway import alerts, applications, audit, freshness, jobs, letters
 from gateway.dbtypes import utcnow
 from gateway.portal import Application, AuditEntry, SecurityReport
 from gateway.replica import SyncRun
 from web import context, db
+from web import letters as letter_pages
 
 bp = Blueprint("consoles", __name__)
 View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
@@ -129,3 +133,24 @@ def approve(application_id: int, guardian: str) -> ResponseReturnValue:
     flash(_("Approved: the code was sent to the email the school holds.") if approval.emailed_to_sis_address
           else _("Approved. The school holds no email for this guardian: print a letter with code %(code)s.", code=approval.code))
     return redirect(url_for("consoles.staff_home"))
+
+
+class LettersForm(FlaskForm):  # type: ignore[misc]
+    school = StringField(_l("School id"), validators=[Length(max=64)])
+    grade = StringField(_l("Grade"), validators=[Length(max=16)])
+    include_students = BooleanField(_l("Also a Student Portal letter for each student"))
+
+
+@bp.route("/staff/letters", methods=["GET", "POST"])
+@role_required("staff")
+def letters_page() -> ResponseReturnValue:
+    """Issue codes and print one letter per guardian-student link of a school or grade."""
+    form = LettersForm()
+    if form.validate_on_submit() and (form.school.data or form.grade.data):
+        chosen = letters.select_students(db.replica(), form.school.data or None, form.grade.data or None, [])
+        batch = letters.issue_letters(db.portal(), db.replica(), context.settings(), chosen,
+                                      bool(form.include_students.data), staff_id=context.user().id)
+        db.portal().commit()
+        context.record("letters.issued", count=len(batch), school=form.school.data, grade=form.grade.data)
+        return letter_pages.render(batch, context.settings())
+    return render_template("console_letters.html", form=form)

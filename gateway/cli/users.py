@@ -21,7 +21,7 @@ source_option = click.option("--source-system", help="The SIS's source system (d
 
 
 def register(group: click.Group) -> None:
-    for command in (users, codes, guidelines_group, terminations):
+    for command in (users, codes, guidelines_group, terminations, letters):
         group.add_command(command)
 
 
@@ -168,3 +168,31 @@ def record(ctx: Context, student: str, source_system: str | None, recorded: dt.d
         session.commit()
         emit(as_json, {"request_id": request.id, "effective_date": request.effective_date.isoformat()},
              f"recorded request {request.id}, in force from {request.effective_date}")
+
+
+@click.command()
+@click.option("--school", help="The SIS school id.")
+@click.option("--grade")
+@click.option("--student", "students", multiple=True, help="A SIS student id (repeatable).")
+@click.option("--include-students", is_flag=True, help="Also a Student Portal letter for each student.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@json_option
+@pass_context
+def letters(ctx: Context, school: str | None, grade: str | None, students: tuple[str, ...], include_students: bool,
+            out_dir: Path, as_json: bool) -> None:
+    """Print activation letters (one page per guardian-student link) to an HTML file in OUT."""
+    from gateway.db import create_ro_engine
+    from gateway.letters import issue_letters, select_students
+    from web.letters import render
+
+    if not (school or grade or students):
+        raise ConfigError("letters", "need --school, --grade or --student", "say which students' families to write to")
+    settings = ctx.settings
+    with _portal(settings) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
+        chosen = select_students(replica, school, grade, list(students))
+        batch = issue_letters(portal, replica, settings, chosen, include_students)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"letters-{school or 'all'}{'-' + grade if grade else ''}-{dt.date.today():%Y%m%d}.html"
+        path.write_text(render(batch, settings, standalone=True), encoding="utf-8")
+        portal.commit()  # the codes exist only once the letters are written
+    emit(as_json, {"letters": len(batch), "file": str(path)}, f"{len(batch)} letters written to {path}")

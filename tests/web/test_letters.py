@@ -1,0 +1,63 @@
+"""Activation letters: one per guardian-student link, in the family's language; their codes work."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import select
+
+from gateway.cli import main
+from gateway.demo_sis import DemoSummary
+from gateway.portal import User
+from gateway.settings import Settings
+
+from .conftest import accept_guidelines, activate, csrf, portal_session, staff_client
+
+
+
+def letters_for(cli: CliRunner, settings: Settings, tmp_path: Path, *args: str) -> str:
+    result = cli.invoke(main, ["--config", str(settings.config_path), "letters", *args, "--out", str(tmp_path / "letters"), "--json"])
+    assert result.exit_code == 0, result.output
+    return Path(json.loads(result.output)["file"]).read_text()
+
+
+def test_each_parent_gets_a_letter_whose_code_activates_that_parent(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                                    cli: CliRunner, tmp_path: Path) -> None:
+    settings, summary = district
+    pupil = summary.cases["split_household"]["pupil_id"]
+    html = letters_for(cli, settings, tmp_path, "--student", str(pupil))
+    codes = re.findall(r'class="code">([0-9A-Z-]{19})<', html)
+    assert len(codes) == 2 and html.count('class="letter"') == 2  # mother and father, one page each
+    guardians = set()
+    for number, code in enumerate(codes):
+        client = district_app.test_client()
+        assert activate(client, code, f"letter.parent{number}").status_code == 302
+        accept_guidelines(client)
+        assert client.get(f"/students/sis/{pupil}/schedule").status_code == 200
+        with portal_session(settings) as session:
+            guardians.add(session.scalars(select(User.guardian_source_id).where(User.username == f"letter.parent{number}")).one())
+    assert guardians == {str(summary.cases["split_household"]["contact_id"]), str(summary.cases["split_household_father"]["contact_id"])}
+
+
+def test_letters_are_written_in_the_familys_language(district: tuple[Settings, DemoSummary], cli: CliRunner, tmp_path: Path) -> None:
+    settings, _ = district
+    html = letters_for(cli, settings, tmp_path, "--school", "2", "--include-students")
+    languages = re.findall(r'<article class="letter" lang="(\w+)">', html)
+    assert "es" in languages and "en" in languages
+    for article in re.findall(r'<article class="letter" lang="es">.*?</article>', html, re.S):
+        assert "Ingrese este código de activación" in article and "Enter this" not in article
+    assert "@media print" in html  # the file prints on its own
+
+
+def test_the_letters_page_is_for_staff_only_and_prints_codes(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                            parent_client) -> None:  # type: ignore[no-untyped-def]
+    staff, _ = staff_client(district_app, district[0], "letter.writer", "staff")
+    parent = parent_client("siblings", "curious.parent")
+    assert parent.get("/staff/letters").status_code == 404
+    token = csrf(staff, "/staff/letters")
+    page = staff.post("/staff/letters", data={"csrf_token": token, "school": "3"}).get_data(as_text=True)
+    assert page.count('class="letter"') >= 1 and re.search(r'class="code">[0-9A-Z-]{19}<', page)
