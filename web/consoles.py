@@ -18,12 +18,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length
 
 from gateway import alerts, applications, audit, freshness, jobs, letters
-from gateway.dbtypes import utcnow
+from gateway.dbtypes import ENCRYPTED, utcnow
+from gateway.sanitize import load_policy
+from gateway.schema import canonical_tables, encryption_context
 from gateway.portal import Application, AuditEntry, SecurityReport
 from gateway.replica import SyncRun
 from web import context, db
@@ -154,3 +156,66 @@ def letters_page() -> ResponseReturnValue:
         context.record("letters.issued", count=len(batch), school=form.school.data, grade=form.grade.data)
         return letter_pages.render(batch, context.settings())
     return render_template("console_letters.html", form=form)
+
+
+PAGE_SIZE = 50
+
+
+def _table(name: str) -> Table:
+    table = canonical_tables().get(name)
+    if table is None:
+        abort(404)
+    return table
+
+
+@bp.get("/audit/replica")
+@role_required("auditor")
+def replica_tables() -> ResponseReturnValue:
+    context.record("auditor.view", page="replica")
+    return render_template("console_replica_index.html", tables=list(canonical_tables()))
+
+
+@bp.get("/audit/replica/<table>")
+@role_required("auditor")
+def replica_browser(table: str) -> ResponseReturnValue:
+    """A canonical table with its lineage; encrypted values masked until revealed one by one."""
+    model = _table(table)
+    page = max(request.args.get("page", 1, type=int), 1)  # junk falls back to 1, never a 500
+    source_id = request.args.get("source_id", "").strip()
+    query = select(model).order_by(model.c.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    if source_id:
+        query = query.where(model.c.source_id == source_id)
+    rows = db.replica().execute(query).mappings().all()
+    masked = {column.name for column in model.columns if column.info.get("storage") == ENCRYPTED}
+    context.record("auditor.view", page="replica", table=table, page_number=page, source_id=source_id or None)
+    return render_template("console_replica.html", table=table, columns=[c.name for c in model.columns], rows=rows,
+                           masked=masked, page=page, more=len(rows) == PAGE_SIZE, source_id=source_id, form=ActionForm())
+
+
+@bp.post("/audit/replica/<table>/<int:row_id>/reveal/<column>")
+@role_required("auditor")
+def reveal(table: str, row_id: int, column: str) -> ResponseReturnValue:
+    """Decrypt one field for an auditor: a separate action, audited with what was revealed."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    model = _table(table)
+    if column not in model.columns or model.columns[column].info.get("storage") != ENCRYPTED:
+        abort(404)
+    row = db.replica().execute(select(model.c.source_system, model.c.source_id, model.c[column]).where(model.c.id == row_id)).first()
+    if row is None:
+        abort(404)
+    value = context.cipher().decrypt_optional(row[2], encryption_context(table, column))
+    context.record("auditor.reveal", table=table, column=column, row_source_system=row[0], row_source_id=row[1])
+    return render_template("console_reveal.html", table=table, column=column, source_id=row[1], value=value)
+
+
+@bp.get("/audit/sanitization")
+@role_required("auditor")
+def sanitization() -> ResponseReturnValue:
+    """Every replica column with its class under the policy, and what recent runs left unmapped."""
+    policy = load_policy(context.settings().sync.sanitize_policy or None)
+    columns = [(name, column.name, policy.storage_of(name, column.name))
+               for name, table in canonical_tables().items() for column in table.columns]
+    runs = freshness.last_successes(db.replica())
+    context.record("auditor.view", page="sanitization")
+    return render_template("console_sanitization.html", columns=columns, runs=runs, policy=policy)

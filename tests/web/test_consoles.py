@@ -139,3 +139,41 @@ def test_every_auditor_page_view_is_audited(district_app: Flask, district: tuple
     auditor.get(path)
     with portal_session(district[0]) as session:
         assert session.execute(text("SELECT count(*) FROM audit_log WHERE action = 'auditor.view'")).scalar_one() == before + 1
+
+
+def test_the_replica_browser_shows_lineage_and_masks_encrypted_values(district_app: Flask,
+                                                                      district: tuple[Settings, DemoSummary]) -> None:
+    auditor, _ = staff_client(district_app, district[0], "browser", "auditor")
+    page = auditor.get("/audit/replica/guardians").get_data(as_text=True)
+    for lineage in ("source_system", "source_id", "row_hash", "synced_at", "sync_run_id"):
+        assert f"<th scope=\"col\">{lineage}</th>" in page
+    assert "@example.net" not in page and "••••" in page  # emails are encrypted: masked
+    assert auditor.get("/audit/replica/not_a_table").status_code == 404
+    for junk in ("abc", "-5", "99999999999999999999", "1' OR '1'='1"):
+        assert auditor.get(f"/audit/replica/guardians?page={junk}").status_code == 200
+
+
+def test_revealing_an_encrypted_value_is_a_separate_audited_action(district_app: Flask,
+                                                                  district: tuple[Settings, DemoSummary]) -> None:
+    settings, summary = district
+    auditor, _ = staff_client(district_app, settings, "revealer", "auditor")
+    page = auditor.get(f"/audit/replica/guardians?source_id={summary.cases['transfer']['contact_id']}").get_data(as_text=True)
+    action = re.search(r'action="(/audit/replica/guardians/\d+/reveal/email)"', page)
+    assert action is not None
+    assert auditor.get(action.group(1)).status_code == 405  # never by GET
+    response = auditor.post(action.group(1), data={"csrf_token": csrf(auditor, "/audit/replica/guardians")})
+    assert "@example.net" in response.get_data(as_text=True)
+    with portal_session(settings) as session:
+        detail = session.execute(text("SELECT detail FROM audit_log WHERE action = 'auditor.reveal'")).scalar_one()
+    assert "email" in str(detail) and str(summary.cases["transfer"]["contact_id"]) in str(detail)
+    plain = re.search(r'action="(/audit/replica/guardians/\d+)/reveal/email"', page).group(1) + "/reveal/given_name"  # type: ignore[union-attr]
+    assert auditor.post(plain, data={"csrf_token": csrf(auditor, "/audit/replica/guardians")}).status_code == 404
+
+
+def test_the_sanitization_report_lists_every_column_and_unmapped_source_fields(district_app: Flask,
+                                                                               district: tuple[Settings, DemoSummary]) -> None:
+    auditor, _ = staff_client(district_app, district[0], "sanitizer", "auditor")
+    page = auditor.get("/audit/sanitization").get_data(as_text=True)
+    assert "<td>students</td><td>birth_date</td><td>encrypted</td>" in page
+    assert "<td>guardians</td><td>email_index</td><td>blind_index</td>" in page
+    assert "pupils.ssn" in page and "900-" not in page  # the field's name, never its values
