@@ -159,6 +159,7 @@ def letters_page() -> ResponseReturnValue:
 
 
 PAGE_SIZE = 50
+MAX_PAGE = 1_000_000
 
 
 def _table(name: str) -> Table:
@@ -180,7 +181,7 @@ def replica_tables() -> ResponseReturnValue:
 def replica_browser(table: str) -> ResponseReturnValue:
     """A canonical table with its lineage; encrypted values masked until revealed one by one."""
     model = _table(table)
-    page = max(request.args.get("page", 1, type=int), 1)  # junk falls back to 1, never a 500
+    page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)  # junk falls back to 1, never a 500
     source_id = request.args.get("source_id", "").strip()
     query = select(model).order_by(model.c.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
     if source_id:
