@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.keys import load_keys
 from gateway.settings import Settings, load_settings
-from web import apply, auth, consoles, db, headers, i18n, portal, public, recovery, report, student
+from web import apply, auth, consoles, db, headers, i18n, portal, public, recovery, report, staff_console, student
 
 csrf = CSRFProtect()
 
@@ -29,7 +29,8 @@ def create_app(config: Settings | None = None) -> Flask:
     i18n.init_app(app, settings.district.timezone)
     login = LoginManager(app)
     auth.init_login(login)
-    for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp, recovery.bp, consoles.bp):
+    for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp, recovery.bp, consoles.bp,
+                      staff_console.bp):
         app.register_blueprint(blueprint)
     if settings.web.trusted_proxy_hops:
         hops = settings.web.trusted_proxy_hops
