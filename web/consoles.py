@@ -8,26 +8,30 @@ the auditor's pages change nothing but the audit entries of their own views.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import Table, select
-from wtforms import BooleanField, StringField
-from wtforms.validators import Length
+from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length
 
 from gateway import alerts, applications, audit, freshness, jobs, letters
 from gateway.dbtypes import ENCRYPTED, utcnow
 from gateway.sanitize import load_policy
 from gateway.schema import canonical_tables, encryption_context
 from gateway.portal import Application, AuditEntry, SecurityReport
-from gateway.replica import SyncRun
+from gateway.replica import SyncReject, SyncRun
 from web import context, db
 from web import letters as letter_pages
 
@@ -95,13 +99,9 @@ def audit_home() -> ResponseReturnValue:
 @bp.get("/audit/access-log")
 @role_required("auditor")
 def access_log() -> ResponseReturnValue:
-    student = request.args.get("student", "").strip()
-    query = select(AuditEntry).where(AuditEntry.action.in_(("record.view", "record.refused"))).order_by(AuditEntry.id.desc()).limit(200)
-    if student:
-        query = query.where(AuditEntry.student_source_id == student)
-    entries = db.portal().scalars(query).all()
-    context.record("auditor.view", page="access_log", student=student or None)
-    return render_template("console_access_log.html", entries=entries, student=student, zone=context.settings().zone)
+    entries = _access_entries(limit=200)
+    context.record("auditor.view", page="access_log", filters=dict(request.args))
+    return render_template("console_access_log.html", entries=entries, args=request.args, zone=context.settings().zone)
 
 
 # --- Staff (Student Accounting) -------------------------------------------------------------------
@@ -220,3 +220,99 @@ def sanitization() -> ResponseReturnValue:
     runs = freshness.last_successes(db.replica())
     context.record("auditor.view", page="sanitization")
     return render_template("console_sanitization.html", columns=columns, runs=runs, policy=policy)
+
+
+class JobForm(FlaskForm):  # type: ignore[misc]
+    connector = SelectField(_l("Connector"), choices=[])
+    schedule = StringField(_l("Every (30s, 15m, 2h, 1d) or a crontab expression"), validators=[DataRequired(), Length(max=64)])
+    full = BooleanField(_l("Full runs"))
+
+
+@bp.route("/it/jobs", methods=["GET", "POST"])
+@role_required("it")
+def it_jobs() -> ResponseReturnValue:
+    """Add a job definition; the scheduler process picks it up within seconds."""
+    form = JobForm()
+    form.connector.choices = [SelectChoice(c.name, c.name) for c in context.settings().connectors]
+    if form.validate_on_submit():
+        text_ = form.schedule.data.strip()
+        is_cron = " " in text_
+        try:
+            added = jobs.add_job(db.portal(), context.settings(), form.connector.data, text_ if is_cron else None,
+                                 None if is_cron else text_, bool(form.full.data))
+        except jobs.JobError as refused:
+            form.schedule.errors.append(str(refused))
+        else:
+            context.record("job.added", jobs=[job.id for job in added])
+            return redirect(url_for("consoles.it_home"))
+    return render_template("console_jobs.html", form=form, jobs=jobs.list_jobs(db.portal()), action=ActionForm())
+
+
+@bp.post("/it/jobs/<int:job_id>/<action>")
+@role_required("it")
+def it_job_action(job_id: int, action: str) -> ResponseReturnValue:
+    if action not in ("pause", "resume", "remove"):
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        if action == "remove":
+            jobs.remove_job(db.portal(), job_id)
+        else:
+            jobs.set_paused(db.portal(), job_id, action == "pause")
+    except jobs.JobError:
+        abort(404)
+    context.record(f"job.{action}", job_id=job_id)
+    return redirect(url_for("consoles.it_jobs"))
+
+
+@bp.get("/it/runs/<int:run_id>")
+@role_required("it", "auditor")
+def it_run(run_id: int) -> ResponseReturnValue:
+    """One run: counts per table, unmapped fields, and the records it set aside."""
+    run = db.replica().get(SyncRun, run_id)
+    if run is None:
+        abort(404)
+    rejects = db.replica().scalars(select(SyncReject).where(SyncReject.sync_run_id == run_id).order_by(SyncReject.id).limit(500)).all()
+    if context.user().role == "auditor":
+        context.record("auditor.view", page="sync_run", run_id=run_id)
+    return render_template("console_run.html", run=run, rejects=rejects, zone=context.settings().zone)
+
+
+@bp.get("/audit/access-log.csv")
+@role_required("auditor")
+def access_log_csv() -> ResponseReturnValue:
+    """The access log as CSV (same filters as the page)."""
+    rows = _access_entries(limit=100_000)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["at", "user_id", "role", "action", "source_system", "student_source_id", "page", "ip"])
+    for e in rows:
+        writer.writerow([e.at.isoformat(), e.actor_user_id, e.actor_role, e.action, e.source_system, e.student_source_id,
+                         (e.detail or {}).get("page", ""), e.ip])
+    context.record("auditor.export", page="access_log")
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=access-log.csv"})
+
+
+def _access_entries(limit: int) -> list[AuditEntry]:
+    """Record views and refusals, filtered by ?student=, ?user= and ?from=/?to= (district dates)."""
+    query = select(AuditEntry).where(AuditEntry.action.in_(("record.view", "record.refused")))
+    student, user = request.args.get("student", "").strip(), request.args.get("user", "").strip()
+    if student:
+        query = query.where(AuditEntry.student_source_id == student)
+    if user.isdigit():
+        query = query.where(AuditEntry.actor_user_id == int(user))
+    zone = context.settings().zone
+    for name, compare in (("from", lambda col, day: col >= day), ("to", lambda col, day: col < day + dt.timedelta(days=1))):
+        day = _date_arg(name)
+        if day is not None:
+            query = query.where(compare(AuditEntry.at, dt.datetime.combine(day, dt.time(), zone)))
+    return list(db.portal().scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def _date_arg(name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None

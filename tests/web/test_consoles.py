@@ -177,3 +177,45 @@ def test_the_sanitization_report_lists_every_column_and_unmapped_source_fields(d
     assert "<td>students</td><td>birth_date</td><td>encrypted</td>" in page
     assert "<td>guardians</td><td>email_index</td><td>blind_index</td>" in page
     assert "pupils.ssn" in page and "900-" not in page  # the field's name, never its values
+
+
+def test_it_adds_pauses_resumes_and_removes_jobs_from_the_console(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    it, _ = staff_client(district_app, district[0], "jobs.it", "it")
+    bad = it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), "connector": "sis", "schedule": "often"})
+    assert "is not a duration" in bad.get_data(as_text=True)
+    assert it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), "connector": "sis", "schedule": "15m"}).status_code == 302
+    with portal_session(district[0]) as session:
+        rows = session.execute(text("SELECT id, expression, paused FROM sync_jobs ORDER BY id")).all()
+    assert [(r.expression, r.paused) for r in rows] == [("15m", False), ("30 2 * * *", False)]  # and the nightly full run
+    first = rows[0].id
+    it.post(f"/it/jobs/{first}/pause", data={"csrf_token": csrf(it, "/it/jobs")})
+    with portal_session(district[0]) as session:
+        assert session.execute(text(f"SELECT paused FROM sync_jobs WHERE id = {first}")).scalar_one() in (True, 1)
+    it.post(f"/it/jobs/{first}/remove", data={"csrf_token": csrf(it, "/it/jobs")})
+    with portal_session(district[0]) as session:
+        assert session.execute(text("SELECT count(*) FROM sync_jobs")).scalar_one() == 1
+
+
+def test_a_runs_page_shows_counts_per_table_and_its_rejects(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    it, _ = staff_client(district_app, district[0], "runs.it", "it")
+    page = it.get("/it/runs/1").get_data(as_text=True)
+    assert "<td>students</td><td>40</td>" in page and "Records set aside" in page
+    assert it.get("/it/runs/999").status_code == 404
+
+
+def test_the_access_log_filters_and_exports_csv(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                parent_client: Callable[[str, str], FlaskClient]) -> None:
+    summary = district[1]
+    parent = parent_client("siblings", "logged.parent")
+    pupil = summary.cases["siblings"]["pupil_id"]
+    parent.get(f"/students/sis/{pupil}/grades")
+    parent.get(f"/students/sis/{summary.cases['transfer']['pupil_id']}/grades")  # refused
+    auditor, _ = staff_client(district_app, district[0], "csv.auditor", "auditor")
+    page = auditor.get(f"/audit/access-log?student={pupil}").get_data(as_text=True)
+    assert page.count("<td>viewed</td>") == 1 and "<td>refused</td>" not in page
+    export = auditor.get(f"/audit/access-log.csv?student={pupil}")
+    assert export.mimetype == "text/csv"
+    lines = export.get_data(as_text=True).strip().splitlines()
+    assert lines[0].startswith("at,user_id,role,action") and len(lines) == 2 and "record.view" in lines[1]
+    assert "<td>refused</td>" in auditor.get("/audit/access-log?from=2000-01-01&to=2100-01-01").get_data(as_text=True)
+    assert "<td>viewed</td>" not in auditor.get("/audit/access-log?to=2000-01-01").get_data(as_text=True)
