@@ -21,7 +21,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
@@ -30,7 +31,8 @@ from gateway import alerts, applications, audit, freshness, jobs, letters
 from gateway.dbtypes import ENCRYPTED, utcnow
 from gateway.sanitize import load_policy
 from gateway.schema import canonical_tables, encryption_context
-from gateway.portal import Application, AuditEntry, SecurityReport
+from gateway.accounts import AccountError, create_user, end_all_sessions
+from gateway.portal import Application, AuditEntry, SecurityReport, User
 from gateway.replica import SyncReject, SyncRun
 from web import context, db
 from web import letters as letter_pages
@@ -69,6 +71,7 @@ def it_home() -> ResponseReturnValue:
     runs = replica.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(20)).all()
     fresh = freshness.by_table(replica, utcnow(), context.settings().policy.stale_after_hours)
     return render_template("console_it.html", jobs=jobs.list_jobs(db.portal()), runs=runs, fresh=sorted(fresh.values(), key=lambda f: f.table),
+                           next_runs=next_runs(),
                            alerts=alerts.open_alerts(db.portal(), "it"), connectors=context.settings().connectors,
                            form=ActionForm(), zone=context.settings().zone)
 
@@ -316,3 +319,84 @@ def _date_arg(name: str) -> dt.date | None:
         return dt.date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         return None
+
+
+@bp.get("/audit/sync-history")
+@role_required("auditor")
+def sync_history() -> ResponseReturnValue:
+    runs = db.replica().scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(100)).all()
+    context.record("auditor.view", page="sync_history")
+    return render_template("console_sync_history.html", runs=runs, zone=context.settings().zone)
+
+
+class StaffAccountForm(FlaskForm):  # type: ignore[misc]
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
+    display_name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r, r) for r in ("staff", "it", "auditor", "admin")])
+    password = StringField(_l("First password (they change it after signing in)"), validators=[DataRequired(), Length(max=256)])
+
+
+@bp.route("/admin", methods=["GET", "POST"])
+@role_required("admin")
+def admin_home() -> ResponseReturnValue:
+    """Admins manage the staff-role accounts (each enrols its own second factor at first sign-in)."""
+    form = StaffAccountForm()
+    if form.validate_on_submit():
+        try:
+            created = create_user(db.portal(), context.settings(), username=form.username.data, password=form.password.data,
+                                  role=form.role.data, display_name=form.display_name.data)
+        except AccountError as refused:
+            form.password.errors.append(str(refused))
+        else:
+            db.portal().commit()
+            context.record("staff_account.created", target_user=created.id, role=created.role)
+            return redirect(url_for("consoles.admin_home"))
+    staff = db.portal().scalars(select(User).where(User.role.in_(("staff", "it", "auditor", "admin"))).order_by(User.username)).all()
+    return render_template("console_admin.html", form=form, staff=staff, action=ActionForm())
+
+
+@bp.post("/admin/accounts/<int:user_id>/disable")
+@role_required("admin")
+def disable_account(user_id: int) -> ResponseReturnValue:
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    user = db.portal().get(User, user_id)
+    if user is None or user.id == context.user().id:
+        abort(404)
+    user.disabled_at = utcnow()
+    end_all_sessions(db.portal(), user.id, "disabled")
+    db.portal().commit()
+    context.record("staff_account.disabled", target_user=user.id)
+    return redirect(url_for("consoles.admin_home"))
+
+
+def next_runs() -> dict[str, dt.datetime]:
+    """Next run times from the scheduler's own job store, where it has run at least once."""
+    try:
+        rows = db.portal().execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
+    except SQLAlchemyError:
+        db.portal().rollback()
+        return {}
+    return {job_id: dt.datetime.fromtimestamp(moment, dt.timezone.utc) for job_id, moment in rows if moment is not None}
+
+
+class RejectForm(FlaskForm):  # type: ignore[misc]
+    reason = StringField(_l("Reason for rejecting"), validators=[DataRequired(), Length(max=500)])
+
+
+@bp.post("/staff/applications/<int:application_id>/reject")
+@role_required("staff")
+def reject(application_id: int) -> ResponseReturnValue:
+    form = RejectForm()
+    if not form.validate_on_submit():
+        abort(400)
+    application = db.portal().get(Application, application_id) or abort(404)
+    try:
+        applications.reject(db.portal(), application, form.reason.data, staff_id=context.user().id)
+    except applications.ApplicationError as refused:
+        flash(str(refused))
+        return redirect(url_for("consoles.staff_home"))
+    db.portal().commit()
+    context.record("application.rejected", application_id=application_id)
+    flash(_("Application %(number)s rejected.", number=application_id))
+    return redirect(url_for("consoles.staff_home"))

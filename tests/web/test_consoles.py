@@ -19,7 +19,14 @@ from gateway.settings import Settings
 
 from .conftest import PASSWORD, csrf, login, portal_session, staff_client
 
-CONSOLES = {"/it": "it", "/audit": "auditor", "/audit/access-log": "auditor", "/staff": "staff"}
+CONSOLES = {  # every console page and the role it belongs to (admin sees all of them)
+    "/it": ("it",), "/it/jobs": ("it",), "/it/runs/1": ("it", "auditor"),
+    "/audit": ("auditor",), "/audit/access-log": ("auditor",), "/audit/access-log.csv": ("auditor",),
+    "/audit/replica": ("auditor",), "/audit/replica/students": ("auditor",), "/audit/sanitization": ("auditor",),
+    "/audit/sync-history": ("auditor",),
+    "/staff": ("staff",), "/staff/letters": ("staff",), "/staff/accounts": ("staff",), "/staff/training": ("staff",),
+    "/staff/guidelines": ("staff",), "/staff/terminations": ("staff",), "/admin": (),
+}
 
 
 def test_each_console_admits_its_role_and_admin_and_hides_from_everyone_else(
@@ -30,7 +37,7 @@ def test_each_console_admits_its_role_and_admin_and_hides_from_everyone_else(
     clients["parent"] = parent_client("siblings", "console.parent")
     for path, owner in CONSOLES.items():
         for role, client in clients.items():
-            expected = 200 if role in (owner, "admin") else 404
+            expected = 200 if role in (*owner, "admin") else 404
             assert client.get(path).status_code == expected, f"{role} on {path}"
         anonymous = district_app.test_client().get(path)
         assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
@@ -123,12 +130,14 @@ def test_an_auditors_session_changes_nothing_but_its_own_audit_entries(district_
     before = portal_fingerprint(settings)
     with portal_session(settings) as session:
         entries_before = session.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
-    for path in ("/audit", "/audit/access-log", "/audit/access-log?student=1", "/it", "/staff", "/dashboard", "/account"):
+    for path in ("/audit", "/audit/access-log", "/audit/access-log?student=1", "/audit/access-log.csv", "/audit/replica",
+                 "/audit/replica/guardians", "/audit/replica/students?page=2", "/audit/sanitization", "/audit/sync-history",
+                 "/it/runs/1", "/it", "/staff", "/dashboard", "/account"):
         assert auditor.get(path).status_code in (200, 404)
     assert portal_fingerprint(settings) == before
     with portal_session(settings) as session:
         new = session.execute(text(f"SELECT action FROM audit_log WHERE id > {entries_before}")).scalars().all()
-    assert new and set(new) <= {"auditor.view", "console.refused"}
+    assert new and set(new) <= {"auditor.view", "auditor.export", "console.refused"}
 
 
 @pytest.mark.parametrize("path", ["/audit", "/audit/access-log"])
@@ -219,3 +228,44 @@ def test_the_access_log_filters_and_exports_csv(district_app: Flask, district: t
     assert lines[0].startswith("at,user_id,role,action") and len(lines) == 2 and "record.view" in lines[1]
     assert "<td>refused</td>" in auditor.get("/audit/access-log?from=2000-01-01&to=2100-01-01").get_data(as_text=True)
     assert "<td>viewed</td>" not in auditor.get("/audit/access-log?to=2000-01-01").get_data(as_text=True)
+
+
+def test_an_admin_adds_a_staff_account_that_enrols_its_own_second_factor(district_app: Flask,
+                                                                         district: tuple[Settings, DemoSummary]) -> None:
+    admin, _ = staff_client(district_app, district[0], "the.admin", "admin")
+    data = {"csrf_token": csrf(admin, "/admin"), "username": "new.clerk", "display_name": "New Clerk", "role": "staff",
+            "password": "maple syrup drips on blue tiles"}
+    assert admin.post("/admin", data=data).status_code == 302
+    client = district_app.test_client()
+    assert login(client, "new.clerk", "maple syrup drips on blue tiles").headers["Location"].startswith("/login/second-factor")
+    assert "Set up your second factor" in client.get("/login/second-factor").get_data(as_text=True)
+    page = admin.get("/admin").get_data(as_text=True)
+    disable = re.search(r'action="(/admin/accounts/\d+/disable)"', page)
+    assert disable is not None
+    admin.post(disable.group(1), data={"csrf_token": csrf(admin, "/admin")})
+    assert "disabled" in admin.get("/admin").get_data(as_text=True)
+
+
+def test_staff_reject_an_application_with_a_reason(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    import datetime as dt
+
+    from gateway import applications
+    from gateway.crypto import FieldCipher
+    from gateway.keys import load_keyring
+    from gateway.portal import Application
+
+    settings = district[0]
+    with portal_session(settings) as session:
+        row = applications.submit(session, settings, FieldCipher(load_keyring(settings, "field")), load_keyring(settings, "blind_index"),
+                                  "10.1.1.1", given_name="Pat", family_name="Nobody", email="pat@example.org",
+                                  relationship="parent", student_number="000", birth_date=dt.date(2015, 1, 1))
+        session.commit()
+        application_id = row.id
+    staff, _ = staff_client(district_app, settings, "rejecter", "staff")
+    token = csrf(staff, "/staff")
+    assert staff.post(f"/staff/applications/{application_id}/reject", data={"csrf_token": token}).status_code == 400
+    assert staff.post(f"/staff/applications/{application_id}/reject",
+                      data={"csrf_token": token, "reason": "No such student"}).status_code == 302
+    with portal_session(settings) as session:
+        application = session.get(Application, application_id)
+        assert application is not None and (application.status, application.decision_reason) == ("rejected", "No such student")
