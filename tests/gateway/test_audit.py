@@ -119,3 +119,36 @@ def test_the_cli_verifies_a_clean_trail_and_names_tampering(instance: Settings) 
     exported = cli.invoke(main, ["--config", str(instance.config_path), "audit", "export", "--from", "2000-01-01", "--to", "2100-01-01"])
     lines = [json.loads(line) for line in exported.output.splitlines()]
     assert [line["id"] for line in lines] == [1, 2, 3, 4, 5] and all(len(line["entry_hash"]) == 64 for line in lines)
+
+
+def _swap(settings: Settings) -> None:
+    engine = create_rw_engine(settings.portal.url)
+    with engine.begin() as connection:
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 3).values(id=1000))
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 4).values(id=3))
+        connection.execute(update(AuditEntry).where(AuditEntry.id == 1000).values(id=4))
+
+
+@pytest.mark.parametrize(("damage", "named"), [
+    ("edit", "entry 6 was altered"),
+    ("delete", "entries 7..7 are missing"),
+    ("swap", "entry 3 does not follow entry 2"),
+    ("truncate", "the newest entries were removed: checkpoint names entry 15, the chain ends at 5"),
+])
+def test_gateway_audit_verify_exits_non_zero_naming_each_kind_of_tampering(any_instance: Settings, damage: str, named: str) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    fill(any_instance, 15)
+    if damage == "edit":
+        tamper(any_instance, update(AuditEntry).where(AuditEntry.id == 6).values(ip="203.0.113.9"))
+    elif damage == "delete":
+        tamper(any_instance, delete(AuditEntry).where(AuditEntry.id == 7))
+    elif damage == "swap":
+        _swap(any_instance)
+    else:
+        tamper(any_instance, delete(AuditEntry).where(AuditEntry.id > 5))
+    result = CliRunner().invoke(main, ["--config", str(any_instance.config_path), "audit", "verify"])
+    assert result.exit_code == 4
+    assert named in result.output
