@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that report figures (never run by the test suite)."""

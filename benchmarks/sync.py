@@ -1,0 +1,140 @@
+"""Sync benchmark: the engine against the bulk-copy limit, on the demo SIS (SQLite for now).
+
+    python -m benchmarks.sync --students 2000 --db sqlite
+
+Measures, in one run: the initial full sync into an empty replica; a full re-sync with
+nothing changed; an incremental sync after 1% of source rows changed; and the limit: the
+same source rows read and written, unchanged, into the same replica tables in one
+``executemany`` transaction. Both sides include reading the source. Prints figures as it
+goes and one JSON object as its last line. Nothing here is asserted: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert
+
+from gateway import migrate
+from gateway.db import create_rw_engine
+from gateway.demo_sis import generate, mutate
+from gateway.dbtypes import utcnow
+from gateway.instance import create_missing_keys, write_config
+from gateway.records import Record
+from gateway.schema import canonical_tables
+from gateway.settings import ConnectorSettings, Settings, load_settings
+
+TODAY = dt.date(2026, 11, 28)
+
+
+def make_instance(folder: Path, source: Path) -> Settings:
+    config = write_config(folder, "test", "Benchmark District", "America/Chicago",
+                          extra=f'\n[policy]\ntoday = "{TODAY}"\n')
+    settings = load_settings(config, env={})
+    create_missing_keys(settings)
+    for name in migrate.DATABASES:
+        engine = create_rw_engine(getattr(settings, name).url)
+        migrate.upgrade(name, engine)
+        engine.dispose()
+    entry = ConnectorSettings("sis", "sql", "sis", {"url": f"sqlite:///{source}", "mapping": "demo"})
+    return dataclasses.replace(settings, connectors=(entry,))
+
+
+def timed_sync(settings: Settings, mode: str) -> tuple[float, dict[str, Any]]:
+    from connectors import registry
+    from sync.engine import run_sync
+
+    connector = registry.build(settings.connectors[0], settings)
+    started = time.perf_counter()
+    result = run_sync(settings, connector, mode)
+    seconds = time.perf_counter() - started
+    connector.close()
+    totals = {k: sum(getattr(c, k) for c in result.counts.values()) for k in ("inserted", "updated", "deleted", "unchanged")}
+    return seconds, totals
+
+
+def the_limit(settings: Settings) -> tuple[float, int]:
+    """Read every stream and bulk-insert the rows as they are, in one transaction."""
+    from connectors import registry
+
+    connector = registry.build(settings.connectors[0], settings)
+    engine = create_rw_engine(settings.replica.url)
+    tables = canonical_tables()
+    now, rows = utcnow(), 0
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        for spec in connector.streams:
+            table, batch = tables[spec.table], []
+            for item in connector.iter_records(spec.name, None):
+                if isinstance(item, Record):
+                    batch.append({**item.values(), "source_system": "limit", "source_id": item.source_id,
+                                  "row_hash": "-", "synced_at": now, "sync_run_id": 0,
+                                  **({"birth_date": str(item.birth_date)} if spec.table == "students" else {})})
+                if len(batch) >= 5000:
+                    connection.execute(insert(table), batch)
+                    rows, batch = rows + len(batch), []
+            if batch:
+                connection.execute(insert(table), batch)
+                rows += len(batch)
+    seconds = time.perf_counter() - started
+    connector.close()
+    engine.dispose()
+    return seconds, rows
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--students", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", choices=["sqlite"], default="sqlite", help="PostgreSQL (with COPY) comes next")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
+        folder = Path(scratch)
+        source = folder / "sis.sqlite3"
+        started = time.perf_counter()
+        source_engine = create_engine(f"sqlite:///{source}")
+        generate(source_engine, args.students, args.seed, TODAY, attendance_days=20, assignments=5)
+        print(f"demo SIS: {args.students} students in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        settings = make_instance(folder / "sync", source)
+        full, counts = timed_sync(settings, "full")
+        rows = counts["inserted"]
+        print(f"initial full sync: {rows} rows in {full:.2f}s ({rows / full:.0f} rows/s)", file=sys.stderr)
+        resync, _ = timed_sync(settings, "full")
+        print(f"unchanged full re-sync: {resync:.2f}s", file=sys.stderr)
+        # Steady state: the first incremental after a full run moves every cursor to the
+        # source's newest change (demo rows all share one creation time); the next is measured.
+        mutate(source_engine, 0.01, args.seed + 1, dt.datetime(2026, 11, 28, 19, tzinfo=dt.timezone.utc))
+        timed_sync(settings, "incremental")
+        changed = mutate(source_engine, 0.01, args.seed, dt.datetime(2026, 11, 28, 20, tzinfo=dt.timezone.utc))
+        incremental, incremental_counts = timed_sync(settings, "incremental")
+        print(f"incremental after 1% changed: {incremental:.2f}s ({incremental_counts})", file=sys.stderr)
+        limit, limit_rows = the_limit(make_instance(folder / "limit", source))
+        print(f"the limit (read + executemany, one transaction): {limit_rows} rows in {limit:.2f}s", file=sys.stderr)
+    report = {
+        "students": args.students, "db": args.db, "rows": rows,
+        "full_seconds": round(full, 3), "resync_seconds": round(resync, 3), "incremental_seconds": round(incremental, 3),
+        "limit_seconds": round(limit, 3), "changed_source_rows": sum(len(v) for v in changed.values()),
+        "full_throughput_vs_limit": round(limit / full, 3),
+        "resync_vs_limit": round(resync / limit, 3),
+        "incremental_share_of_full": round(incremental / full, 4),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
