@@ -47,9 +47,18 @@ class Sanitizer:
         self.encrypted = {c for c in self.columns if storage(table.columns[c]) == ENCRYPTED}
         self.indexes = blind_index_sources(table)
 
-    def row(self, record: Record) -> dict[str, Any]:
+    def plaintext(self, record: Record) -> tuple[dict[str, Any], str]:
+        """The sanitized plaintext (dropped columns empty) and its keyed row hash."""
         plain = record.values()
         values = {name: (None if name in self.dropped else plain[name]) for name in self.columns}
+        return values, row_hash(self.hashing, values)
+
+    def stored(self, values: dict[str, Any], hashed: str) -> dict[str, Any]:
+        """The row as written: sensitive columns encrypted, blind indexes computed.
+
+        Only rows about to be inserted or updated get here, so an unchanged re-sync pays
+        for no encryption at all.
+        """
         row = dict(values)
         for name in self.encrypted:
             if values[name] is not None:
@@ -57,7 +66,7 @@ class Sanitizer:
                 row[name] = self.cipher.encrypt(text, encryption_context(self.table.name, name))
         for name, of in self.indexes.items():
             row[name] = email_index(self.index, values[of])
-        row["row_hash"] = row_hash(self.hashing, values)
+        row["row_hash"] = hashed
         return row
 
 
@@ -77,14 +86,15 @@ class TableWriter:
         if not records:
             return
         latest = {record.source_id: record for record in records}  # a key seen twice: the last wins
-        rows = {source_id: self.sanitizer.row(record) for source_id, record in latest.items()}
+        rows = {source_id: self.sanitizer.plaintext(record) for source_id, record in latest.items()}
         existing = self._existing(list(rows))
         inserts, updates = [], []
-        for source_id, row in rows.items():
+        for source_id, (values, hashed) in rows.items():
             if source_id not in existing:
-                inserts.append({**row, **self._lineage(source_id)})
-            elif existing[source_id][1] != row["row_hash"]:
-                updates.append({f"b_{k}": v for k, v in {**row, **self._lineage(source_id)}.items()} | {"b_id": existing[source_id][0]})
+                inserts.append({**self.sanitizer.stored(values, hashed), **self._lineage(source_id)})
+            elif existing[source_id][1] != hashed:
+                row = {**self.sanitizer.stored(values, hashed), **self._lineage(source_id)}
+                updates.append({f"b_{k}": v for k, v in row.items()} | {"b_id": existing[source_id][0]})
             else:
                 self.counts.unchanged += 1
         if inserts:
