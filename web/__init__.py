@@ -13,8 +13,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.keys import load_keys
 from gateway.settings import Settings, load_settings
-from web import (admin_console, apply, audit_console, auth, consoles, db, headers, i18n, it_console, portal, public,
-                 recovery, report, staff_console, student)
+from web import (admin_console, apply, audit_console, auth, consoles, db, errors, headers, i18n, it_console, portal,
+                 public, recovery, report, staff_console, student)
 
 csrf = CSRFProtect()
 
@@ -31,7 +31,7 @@ def create_app(config: Settings | None = None) -> Flask:
     login = LoginManager(app)
     auth.init_login(login)
     for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp, recovery.bp, consoles.bp,
-                      staff_console.bp, it_console.bp, audit_console.bp, admin_console.bp):
+                      staff_console.bp, it_console.bp, audit_console.bp, admin_console.bp, errors.bp):
         app.register_blueprint(blueprint)
     if settings.web.trusted_proxy_hops:
         hops = settings.web.trusted_proxy_hops

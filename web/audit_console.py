@@ -17,7 +17,7 @@ from sqlalchemy import Table, select
 
 from gateway import audit, freshness
 from gateway.dbtypes import ENCRYPTED
-from gateway.portal import AuditEntry
+from gateway.portal import AuditEntry, User
 from gateway.replica import SyncRun
 from gateway.sanitize import load_policy
 from gateway.schema import canonical_tables, encryption_context
@@ -44,7 +44,8 @@ def audit_home() -> ResponseReturnValue:
 def access_log() -> ResponseReturnValue:
     entries = _access_entries(limit=200)
     context.record("auditor.view", page="access_log", filters=dict(request.args))
-    return render_template("console_access_log.html", entries=entries, args=request.args, zone=context.settings().zone)
+    return render_template("console_access_log.html", entries=entries, args=request.args, zone=context.settings().zone,
+                           usernames=_usernames(entries))
 
 @bp.get("/audit/access-log.csv")
 @role_required("auditor")
@@ -53,10 +54,11 @@ def access_log_csv() -> ResponseReturnValue:
     rows = _access_entries(limit=100_000)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["at", "user_id", "role", "action", "source_system", "student_source_id", "page", "ip"])
+    writer.writerow(["at", "user_id", "username", "role", "action", "source_system", "student_source_id", "page", "ip"])
+    usernames = _usernames(rows)
     for e in rows:
-        writer.writerow([e.at.isoformat(), e.actor_user_id, e.actor_role, e.action, e.source_system, e.student_source_id,
-                         (e.detail or {}).get("page", ""), e.ip])
+        writer.writerow([e.at.isoformat(), e.actor_user_id, usernames.get(e.actor_user_id, ""), e.actor_role, e.action,
+                         e.source_system, e.student_source_id, (e.detail or {}).get("page", ""), e.ip])
     context.record("auditor.export", page="access_log")
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=access-log.csv"})
@@ -69,12 +71,21 @@ def _access_entries(limit: int) -> list[AuditEntry]:
         query = query.where(AuditEntry.student_source_id == student)
     if user.isdigit():
         query = query.where(AuditEntry.actor_user_id == int(user))
+    elif user:
+        query = query.where(AuditEntry.actor_user_id.in_(select(User.id).where(User.username == user)))
     zone = context.settings().zone
     for name, compare in (("from", lambda col, day: col >= day), ("to", lambda col, day: col < day + dt.timedelta(days=1))):
         day = _date_arg(name)
         if day is not None:
             query = query.where(compare(AuditEntry.at, dt.datetime.combine(day, dt.time(), zone)))
     return list(db.portal().scalars(query.order_by(AuditEntry.id.desc()).limit(limit)))
+
+def _usernames(entries: list[AuditEntry]) -> dict[int, str]:
+    """Who each user id is: the log keeps ids (usernames can be reused after deletion), people read names."""
+    ids = {e.actor_user_id for e in entries if e.actor_user_id is not None}
+    if not ids:
+        return {}
+    return {user_id: name for user_id, name in db.portal().execute(select(User.id, User.username).where(User.id.in_(ids)))}
 
 def _date_arg(name: str) -> dt.date | None:
     try:

@@ -225,7 +225,9 @@ def test_the_access_log_filters_and_exports_csv(district_app: Flask, district: t
     export = auditor.get(f"/audit/access-log.csv?student={pupil}")
     assert export.mimetype == "text/csv"
     lines = export.get_data(as_text=True).strip().splitlines()
-    assert lines[0].startswith("at,user_id,role,action") and len(lines) == 2 and "record.view" in lines[1]
+    assert lines[0].startswith("at,user_id,username,role,action") and len(lines) == 2
+    assert ",logged.parent,parent,record.view," in lines[1]
+    assert auditor.get("/audit/access-log?user=logged.parent").get_data(as_text=True).count("logged.parent (#") == 2
     assert "<td>refused</td>" in auditor.get("/audit/access-log?from=2000-01-01&to=2100-01-01").get_data(as_text=True)
     assert "<td>viewed</td>" not in auditor.get("/audit/access-log?to=2000-01-01").get_data(as_text=True)
 
