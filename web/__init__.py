@@ -13,8 +13,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.keys import load_keys
 from gateway.settings import Settings, load_settings
-from web import (admin_console, apply, audit_console, auth, consoles, db, errors, headers, i18n, it_console, portal,
-                 public, recovery, report, staff_console, student)
+from web import (admin_console, apply, audit_console, auth, consoles, db, errors, headers, i18n, inputs, it_console,
+                 portal, public, recovery, report, staff_console, student)
 
 csrf = CSRFProtect()
 
@@ -27,6 +27,7 @@ def create_app(config: Settings | None = None) -> Flask:
     csrf.init_app(app)
     db.init_app(app, settings)
     headers.init_app(app)
+    inputs.init_app(app)
     i18n.init_app(app, settings.district.timezone)
     login = LoginManager(app)
     auth.init_login(login)

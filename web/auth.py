@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date
 from flask_babel import gettext as _
@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -194,12 +195,18 @@ def _renew_session() -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never another host (no open redirects)."""
-    if not target:
-        return url_for("portal.dashboard")
+    """Only a page of this site: a path the URL map knows, never another host (no open redirects)."""
+    fallback = url_for("portal.dashboard")
+    if not target or not target.startswith("/") or target.startswith("//") or not target.isprintable() \
+            or any(c in target for c in "\\ "):
+        return fallback
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("portal.dashboard")
+    if parts.scheme or parts.netloc:
+        return fallback
+    try:
+        current_app.url_map.bind("localhost").match(parts.path, method="GET")
+    except HTTPException:  # unknown, or a redirect the map would make: not a page we send anyone to
+        return fallback
     return target
 
 

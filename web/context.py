@@ -64,5 +64,10 @@ def record(action: str, **fields: Any) -> None:
     audit.append(engine, keys().audit, settings_.audit.checkpoint_file, audit.Event(  # type: ignore[arg-type]
         action=action, actor_user_id=actor.id if actor else fields.pop("actor_user_id", None),
         actor_role=actor.role if actor else None, ip=client_ip(), target=request.path[:255],
-        source_system=fields.pop("source_system", None), student_source_id=fields.pop("student_source_id", None),
-        detail=fields))
+        source_system=_clip(fields.pop("source_system", None), 64),
+        student_source_id=_clip(fields.pop("student_source_id", None), 255), detail=fields))
+
+
+def _clip(value: str | None, width: int) -> str | None:
+    """Ids come from the URL: a probe with a huge one is still audited, cut to the column's width."""
+    return value[:width] if value is not None else None

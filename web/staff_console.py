@@ -109,12 +109,14 @@ class DenyForm(FlaskForm):  # type: ignore[misc]
 @bp.get("/accounts")
 @role_required("staff")
 def accounts_page() -> ResponseReturnValue:
-    query = request.args.get("q", "").strip().lower()
+    # A name or username is short; a longer query is cut rather than sent to LIKE, which
+    # SQLite refuses past 50,000 bytes. "%" and "_" are matched as themselves.
+    query = request.args.get("q", "").strip().lower()[:200]
     found = []
     if query:
-        pattern = f"%{query}%"
-        found = db.portal().scalars(select(User).where(func.lower(User.username).like(pattern)
-                                                       | func.lower(User.display_name).like(pattern)).limit(50)).all()
+        found = db.portal().scalars(select(User).where(
+            func.lower(User.username).contains(query, autoescape=True)
+            | func.lower(User.display_name).contains(query, autoescape=True)).limit(50)).all()
     denials = db.portal().scalars(select(Denial).where(Denial.lifted_at.is_(None)).order_by(Denial.created_at.desc())).all()
     context.record("staff.view", page="accounts", query=query or None)
     return render_template("staff_accounts.html", query=query, found=found, denials=denials, action=ActionForm(), deny=DenyForm())

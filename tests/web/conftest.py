@@ -34,20 +34,30 @@ def district_sis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSu
     return path, summary
 
 
-@pytest.fixture
-def district(instance: Settings, district_sis: tuple[Path, DemoSummary], tmp_path: Path) -> tuple[Settings, DemoSummary]:
-    """The instance with the demo district synced into its replica."""
+def synced_district(instance: Settings, sis: Path, tmp_path: Path) -> Settings:
+    """Point the instance at a copy of the demo SIS and run a full sync into its replica."""
     from connectors import registry
     from sync.engine import run_sync
 
     source = tmp_path / "sis.sqlite3"
-    shutil.copyfile(district_sis[0], source)
+    shutil.copyfile(sis, source)
     config = Path(str(instance.config_path))
     config.write_text(config.read_text() + f'\n[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "sqlite:///{source}"\nmapping = "demo"\n')
     settings = load_settings(config, env={})
-    entry = settings.connectors[0]
-    run_sync(settings, registry.build(entry, settings), "full")
-    return settings, district_sis[1]
+    run_sync(settings, registry.build(settings.connectors[0], settings), "full")
+    return settings
+
+
+@pytest.fixture
+def district(instance: Settings, district_sis: tuple[Path, DemoSummary], tmp_path: Path) -> tuple[Settings, DemoSummary]:
+    """The instance with the demo district synced into its replica."""
+    return synced_district(instance, district_sis[0], tmp_path), district_sis[1]
+
+
+@pytest.fixture
+def pg_district(pg_instance: Settings, district_sis: tuple[Path, DemoSummary], tmp_path: Path) -> tuple[Settings, DemoSummary]:
+    """The same district with the replica and the portal on PostgreSQL, as production runs."""
+    return synced_district(pg_instance, district_sis[0], tmp_path), district_sis[1]
 
 
 @pytest.fixture
