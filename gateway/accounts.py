@@ -71,6 +71,9 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
                                locked_until(session, "login_ip", ip, now))), default=None)
     user = find_user(session, username)
     hasher = passwords.hasher_for(settings)
+    # End the read before the deliberately slow hash: no lock or snapshot is held across it,
+    # so other workers' sign-ins are not made to wait for this one's argon2.
+    session.commit()
     ok = passwords.verify(hasher, user.password_hash if user else None, password)  # same work for unknown names
     if locked is not None:
         return LoginResult(None, "locked", locked)

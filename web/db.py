@@ -12,10 +12,17 @@ EXTENSION = "gateway.db"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
+    portal_engine = create_rw_engine(settings.portal.web)
+    if portal_engine.dialect.name == "sqlite":
+        # Several gunicorn workers share one SQLite file. A request reads, then writes (its
+        # session's last activity, a throttle, an audit entry); a deferred transaction that
+        # must upgrade after another worker committed fails at once with "database is
+        # locked". Taking the write lock at BEGIN makes workers wait their turn instead.
+        portal_engine = portal_engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")  # type: ignore[assignment]
     app.extensions[EXTENSION] = {
         # The web never writes the replica: this engine refuses at three layers.
         "replica": session_factory(create_ro_engine(settings.replica.web)),
-        "portal": session_factory(create_rw_engine(settings.portal.web)),
+        "portal": session_factory(portal_engine),
     }
     app.teardown_appcontext(_close_sessions)
 

@@ -38,3 +38,9 @@ def healthz() -> ResponseReturnValue:
             checks[name] = "unavailable"
     healthy = all(value == "ok" for value in checks.values())
     return jsonify(status="ok" if healthy else "degraded", **checks), 200 if healthy else 503
+
+
+@bp.get("/livez")
+def livez() -> ResponseReturnValue:
+    """The process answers (no database touched): for a liveness probe, and the framework's floor in benchmarks."""
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}

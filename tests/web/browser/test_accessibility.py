@@ -25,7 +25,7 @@ from .test_flows import staff_account
 
 pytestmark = pytest.mark.browser
 
-NOT_PAGES = {"static", "public.healthz", "auditor.access_log_csv"}  # a file, a JSON probe, a download
+NOT_PAGES = {"static", "public.healthz", "public.livez", "auditor.access_log_csv"}  # a file, two probes, a download
 SEVERE = ("serious", "critical")
 
 
