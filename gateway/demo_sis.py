@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +58,11 @@ class _Writer:
         self.connection, self.batch = connection, batch
         self.buffers: dict[Table, list[dict[str, Any]]] = {}
         self.counts: Counter[str] = Counter()
+        self.stamp: Callable[[Table, dict[str, Any]], dt.datetime] | None = None
 
     def add(self, table: Table, **row: Any) -> None:
+        if self.stamp is not None and "created_at" in row:
+            row["created_at"] = self.stamp(table, row)
         buffer = self.buffers.setdefault(table, [])
         buffer.append(row)
         if len(buffer) >= self.batch:
@@ -111,10 +115,27 @@ class DemoDistrict:
         self.calendar = Calendar.of(school_year_containing(today))
         self.previous = Calendar.of(self.calendar.year.previous())
         self.created = dt.datetime.combine(self.calendar.year.first_day, dt.time(6), dt.timezone.utc)
+        writer.stamp = self.created_at
         self.next_pupil, self.next_contact, self.next_link = 1, 1, 1
         self.summary = DemoSummary()
         self.section_counts: dict[tuple[int, int], int] = {}
         self.placed: Counter[tuple[int, int]] = Counter()
+
+    def created_at(self, table: Table, row: dict[str, Any]) -> dt.datetime:
+        """When a row was created: over the school year so far, as in a real SIS.
+
+        An attendance row is created on its own day; any other row at a moment fixed by its
+        table and key (no draw from the generator's random stream, so the data stay the same).
+        Spread stamps matter to incremental syncs: a table whose rows all share one instant
+        sits at its cursor forever and is read again in full by every run.
+        """
+        latest = dt.datetime.combine(self.today, dt.time(0), dt.timezone.utc) - dt.timedelta(seconds=1)
+        day = row.get("att_date")
+        if day is not None:
+            return min(dt.datetime.combine(day, dt.time(23), dt.timezone.utc), latest)
+        span = max(1, int((latest - self.created).total_seconds()))
+        key = next(iter(row.values()))  # each table's primary key is given first
+        return self.created + dt.timedelta(seconds=zlib.crc32(f"{table.name}:{key}".encode()) % span)
 
     # --- organisation ---------------------------------------------------------------
 

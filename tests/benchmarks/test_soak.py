@@ -19,8 +19,8 @@ from ..conftest import REPO
 def test_a_short_soak_passes_every_check(db: str, request: pytest.FixtureRequest) -> None:
     if db == "postgres":
         request.getfixturevalue("pg_server")  # skips, saying why, where there is no server
-    run = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--db", db, "--students", "150", "--sessions", "10",
-                          "--seconds", "12", "--syncs", "2", "--workers", "2"],
+    run = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--db", db, "--students", "120", "--sessions", "8",
+                          "--seconds", "8", "--syncs", "2", "--workers", "2"],
                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert run.stdout.strip(), run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])

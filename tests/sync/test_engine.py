@@ -125,7 +125,7 @@ def test_the_shrink_guard_stops_a_run_deleting_half_the_students(synced: Setting
 def test_an_incremental_run_after_one_percent_changed_touches_only_those_rows(synced: Settings, source: Path) -> None:
     sis = create_rw_engine(f"sqlite:///{source}")
     run(synced, full=True)
-    earlier = mutate(sis, 0.01, seed=4, at=dt.datetime(2026, 11, 27, 18, tzinfo=dt.timezone.utc))
+    earlier = mutate(sis, 0.01, seed=4, at=dt.datetime(2026, 11, 28, 6, tzinfo=dt.timezone.utc))  # after every creation
     run(synced)  # the steady state: each cursor now stands at the last change it saw
     changed = mutate(sis, 0.01, seed=5, at=dt.datetime(2026, 11, 28, 18, tzinfo=dt.timezone.utc))
     result = run(synced)
