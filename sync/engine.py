@@ -133,7 +133,27 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
         _check_reject_share(context, counts)
         _finish_run(connection, context, "succeeded", counts, None)
         connection.commit()
+    _refresh_statistics(replica, counts)
     return counts
+
+
+def _refresh_statistics(replica: Engine, counts: dict[str, TableCounts]) -> None:
+    """Let the query planner see what a run changed a lot, at once rather than at autovacuum's leisure.
+
+    After the first full sync PostgreSQL still believed every table empty and planned a
+    child's assignments page as nested loops: 660 ms instead of 0.5 ms (found by the soak).
+    """
+    heavy = [name for name, c in counts.items()
+             if c.inserted + c.updated + c.deleted > max(1000, (c.inserted + c.updated + c.unchanged) // 10)]
+    if not heavy:
+        return
+    with replica.connect() as connection:
+        if replica.dialect.name == "postgresql":
+            for name in heavy:
+                connection.exec_driver_sql(f'ANALYZE "{name}"')  # names come from the canonical schema, never input
+        elif replica.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+        connection.commit()
 
 
 def _plan(spec: StreamSpec, context: RunContext, saved: cursors.Value | None) -> tuple[cursors.Value | None, bool]:
