@@ -1,17 +1,20 @@
-"""Sync benchmark: the engine against the bulk-copy limit, on the demo SIS (SQLite for now).
+"""Sync benchmark: the engine against the bulk-copy limit, on the demo SIS.
 
     python -m benchmarks.sync --students 2000 --db sqlite
+    python -m benchmarks.sync --students 10000 --db postgres
 
 Measures, in one run: the initial full sync into an empty replica; a full re-sync with
 nothing changed; an incremental sync after 1% of source rows changed; and the limit: the
-same source rows read and written, unchanged, into the same replica tables in one
-``executemany`` transaction. Both sides include reading the source. Prints figures as it
+same source rows read and written, unchanged, into the same replica tables by the
+database's fastest bulk path in one transaction (SQLite ``executemany``, PostgreSQL
+``COPY``). Both sides include reading the source. Prints figures as it
 goes and one JSON object as its last line. Nothing here is asserted: it reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import dataclasses
 import datetime as dt
 import json
@@ -19,11 +22,13 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, insert
 
+from benchmarks.site import database_urls, drop_databases
 from gateway import migrate
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate, mutate
@@ -36,9 +41,12 @@ from gateway.settings import ConnectorSettings, Settings, load_settings
 TODAY = dt.date(2026, 11, 28)
 
 
-def make_instance(folder: Path, source: Path) -> Settings:
-    config = write_config(folder, "test", "Benchmark District", "America/Chicago",
-                          extra=f'\n[policy]\ntoday = "{TODAY}"\n')
+def make_instance(folder: Path, source: Path, db: str, databases: list[str]) -> Settings:
+    """A fresh instance whose replica (and portal) are on ``db``; PostgreSQL databases are noted for dropping."""
+    urls, created = database_urls(db)
+    databases += created
+    extra = f'\n[policy]\ntoday = "{TODAY}"\n' + "".join(f'\n[{name}]\nurl = "{url}"\n' for name, url in urls.items())
+    config = write_config(folder, "test", "Benchmark District", "America/Chicago", extra=extra)
     settings = load_settings(config, env={})
     create_missing_keys(settings)
     for name in migrate.DATABASES:
@@ -62,33 +70,60 @@ def timed_sync(settings: Settings, mode: str) -> tuple[float, dict[str, Any]]:
     return seconds, totals
 
 
+def limit_rows(connector: Any, spec: Any, now: dt.datetime) -> Iterator[dict[str, Any]]:
+    """The stream's records as replica rows, unchanged: no sanitizing, encryption or diff."""
+    for item in connector.iter_records(spec.name, None):
+        if isinstance(item, Record):
+            yield {**item.values(), "source_system": "limit", "source_id": item.source_id, "row_hash": "-",
+                   "synced_at": now, "sync_run_id": 0,
+                   **({"birth_date": str(item.birth_date)} if spec.table == "students" else {})}
+
+
 def the_limit(settings: Settings) -> tuple[float, int]:
-    """Read every stream and bulk-insert the rows as they are, in one transaction."""
+    """Read every stream and write its rows as they are by the database's fastest bulk path,
+    in one transaction: SQLite ``executemany``, PostgreSQL ``COPY``."""
     from connectors import registry
 
     connector = registry.build(settings.connectors[0], settings)
     engine = create_rw_engine(settings.replica.url)
-    tables = canonical_tables()
-    now, rows = utcnow(), 0
+    tables, now, rows = canonical_tables(), utcnow(), 0
     started = time.perf_counter()
-    with engine.begin() as connection:
-        for spec in connector.streams:
-            table, batch = tables[spec.table], []
-            for item in connector.iter_records(spec.name, None):
-                if isinstance(item, Record):
-                    batch.append({**item.values(), "source_system": "limit", "source_id": item.source_id,
-                                  "row_hash": "-", "synced_at": now, "sync_run_id": 0,
-                                  **({"birth_date": str(item.birth_date)} if spec.table == "students" else {})})
-                if len(batch) >= 5000:
-                    connection.execute(insert(table), batch)
-                    rows, batch = rows + len(batch), []
-            if batch:
-                connection.execute(insert(table), batch)
-                rows += len(batch)
+    if engine.dialect.name == "postgresql":
+        raw = engine.raw_connection()
+        with raw.cursor() as cursor:
+            for spec in connector.streams:
+                rows += copy_stream(cursor, spec.table, limit_rows(connector, spec, now))
+        raw.commit()
+        raw.close()
+    else:
+        with engine.begin() as connection:
+            for spec in connector.streams:
+                batch: list[dict[str, Any]] = []
+                for row in limit_rows(connector, spec, now):
+                    batch.append(row)
+                    if len(batch) >= 5000:
+                        connection.execute(insert(tables[spec.table]), batch)
+                        rows, batch = rows + len(batch), []
+                if batch:
+                    connection.execute(insert(tables[spec.table]), batch)
+                    rows += len(batch)
     seconds = time.perf_counter() - started
     connector.close()
     engine.dispose()
     return seconds, rows
+
+
+def copy_stream(cursor: Any, table: str, rows: Iterator[dict[str, Any]]) -> int:
+    first = next(rows, None)
+    if first is None:
+        return 0
+    columns = list(first)
+    count = 0
+    with cursor.copy(f'COPY "{table}" ({", ".join(columns)}) FROM STDIN') as copy:
+        for row in itertools.chain([first], rows):
+            copy.write_row([row[name] for name in columns])
+            count += 1
+    return count
 
 
 def peak_rss_mb() -> float:
@@ -99,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--db", choices=["sqlite"], default="sqlite", help="PostgreSQL (with COPY) comes next")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite",
+                        help="where the replica lives (postgres: GATEWAY_BENCH_PG_URL's server)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
         folder = Path(scratch)
@@ -108,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         source_engine = create_engine(f"sqlite:///{source}")
         generate(source_engine, args.students, args.seed, TODAY, attendance_days=20, assignments=5)
         print(f"demo SIS: {args.students} students in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        settings = make_instance(folder / "sync", source)
+        databases: list[str] = []
+        settings = make_instance(folder / "sync", source, args.db, databases)
         full, counts = timed_sync(settings, "full")
         rows = counts["inserted"]
         print(f"initial full sync: {rows} rows in {full:.2f}s ({rows / full:.0f} rows/s)", file=sys.stderr)
@@ -121,8 +158,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         changed = mutate(source_engine, 0.01, args.seed, dt.datetime(2026, 11, 28, 20, tzinfo=dt.timezone.utc))
         incremental, incremental_counts = timed_sync(settings, "incremental")
         print(f"incremental after 1% changed: {incremental:.2f}s ({incremental_counts})", file=sys.stderr)
-        limit, limit_rows = the_limit(make_instance(folder / "limit", source))
-        print(f"the limit (read + executemany, one transaction): {limit_rows} rows in {limit:.2f}s", file=sys.stderr)
+        limit, limit_count = the_limit(make_instance(folder / "limit", source, args.db, databases))
+        path = "COPY" if args.db == "postgres" else "executemany"
+        print(f"the limit (read + {path}, one transaction): {limit_count} rows in {limit:.2f}s", file=sys.stderr)
+        drop_databases(databases)
     report = {
         "students": args.students, "db": args.db, "rows": rows,
         "full_seconds": round(full, 3), "resync_seconds": round(resync, 3), "incremental_seconds": round(incremental, 3),

@@ -80,6 +80,7 @@ class TableWriter:
         self.counts = TableCounts()
         self.seen = _seen_table(connection, table.name) if snapshot else None
         self._update = self._update_statement()
+        self._analyzed = False
 
     def write(self, records: Sequence[Record]) -> None:
         """Insert new rows, update changed ones, count unchanged ones."""
@@ -104,6 +105,18 @@ class TableWriter:
         self.counts.inserted += len(inserts)
         self.counts.updated += len(updates)
         self.keep(rows)
+        self._analyze_once_filling()
+
+    def _analyze_once_filling(self) -> None:
+        """On PostgreSQL, give the planner statistics once a table starts filling in this run.
+
+        A table loaded from empty looks empty to the planner until analyzed, so each batch's
+        lookup of existing rows became a full scan: quadratic, 20 of 46 s of a first sync of
+        1,000 students. Once analyzed, estimates grow with the table's size on disk.
+        """
+        if not self._analyzed and self.counts.inserted >= 1000 and self.connection.dialect.name == "postgresql":
+            self.connection.exec_driver_sql(f'ANALYZE "{self.table.name}"')  # a canonical table's name, never input
+            self._analyzed = True
 
     def keep(self, source_ids: Iterable[str]) -> None:
         """Count these ids as present in the snapshot (a quarantined record keeps its old row)."""
