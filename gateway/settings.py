@@ -26,8 +26,9 @@ from gateway.errors import ConfigError
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 ENV_PREFIX = "GATEWAY_"
-# Environment names that are not section keys: the config path and the secrets.
-RESERVED_ENV = (CONFIG_ENV, "GATEWAY_SECRET_", "GATEWAY_TEST_")
+# Environment names that are not section keys: the config path, the secrets, and the
+# test suite's and benchmarks' own (a gateway they start inherits them).
+RESERVED_ENV = (CONFIG_ENV, "GATEWAY_SECRET_", "GATEWAY_TEST_", "GATEWAY_BENCH_")
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
 

@@ -37,7 +37,7 @@ BOOKKEEPING = {"audit_log", "user_sessions", "throttles", "alerts"}
 INJECTIONS = ["' OR '1'='1' --", "1; DROP TABLE users; --", '"><script>alert(1)</script>', "\x00", "%s%n%x",
               "../../../../etc/passwd", "{{7*7}}", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ١٢٣", "A" * 100_000]
 # Query strings get the ones that reach SQL, markup, control characters and sheer size.
-QUERY_INJECTIONS = [INJECTIONS[0], INJECTIONS[2], INJECTIONS[3], INJECTIONS[7], INJECTIONS[8]]
+QUERY_INJECTIONS = [INJECTIONS[0], INJECTIONS[2], INJECTIONS[3], INJECTIONS[8]]
 LEAKS = re.compile(r"Traceback|sqlalchemy|psycopg|sqlite3|OperationalError|ProgrammingError|File \"/", re.IGNORECASE)
 
 
