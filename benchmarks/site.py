@@ -52,6 +52,11 @@ class Site:
         return Path(str(self.settings.config_path))
 
 
+def gateway_command(config: Path, *args: str) -> list[str]:
+    """The installed ``gateway`` CLI beside this Python, for an instance's config."""
+    return [str(Path(sys.executable).parent / "gateway"), "--config", str(config), *args]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -141,11 +146,10 @@ class Server:
     def __init__(self, site: Site, workers: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "GATEWAY_CONFIG": str(site.config)}
         self.log = (site.folder / "gunicorn.log").open("w")
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gateway"), "serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            gateway_command(site.config, "serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)),
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 
     def _wait_ready(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 from benchmarks import load
-from benchmarks.site import Site, build_site, drop_databases, served
+from benchmarks.site import Site, build_site, drop_databases, gateway_command, served
 from gateway.db import create_rw_engine
 from gateway.demo_sis import mutate
 from gateway.portal import AuditEntry
@@ -48,8 +48,7 @@ REFERENCES = [("student_guardians", "student_source_id", "students"), ("student_
 
 
 def gateway(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).parent / "gateway"), "--config", str(site.config), *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return subprocess.run(gateway_command(site.config, *args), capture_output=True, text=True, check=False)
 
 
 def run_syncs(site: Site, count: int, gap: float, results: list[dict[str, Any]]) -> None:

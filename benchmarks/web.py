@@ -32,7 +32,7 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from benchmarks import load
-from benchmarks.site import Site, build_site, drop_databases, served
+from benchmarks.site import Site, build_site, drop_databases, gateway_command, served
 
 
 def argon2_verify_ms() -> float:
@@ -47,9 +47,8 @@ def argon2_verify_ms() -> float:
 def full_sync_in_background(site: Site, done: dict[str, Any]) -> threading.Thread:
     def run() -> None:
         started = time.perf_counter()
-        command = [str(Path(sys.executable).parent / "gateway"), "--config", str(site.config), "sync", "run", "sis",
-                   "--full", "--json"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(gateway_command(site.config, "sync", "run", "sis", "--full", "--json"),
+                                capture_output=True, text=True, check=False)
         done.update(exit=result.returncode, seconds=round(time.perf_counter() - started, 1))
 
     thread = threading.Thread(target=run)

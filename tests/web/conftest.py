@@ -131,16 +131,22 @@ def parent_client(district_app: Flask, district: tuple[Settings, DemoSummary]) -
     return make
 
 
-def staff_client(app: Flask, settings: Settings, username: str, role: str) -> tuple[FlaskClient, str]:
-    """A staff-role account signed in with its second factor (enrolled on the way); returns its TOTP key."""
-    import time
-
-    from gateway import totp
+def create_staff(settings: Settings, username: str, role: str) -> None:
+    """A staff-role account with the test password; it enrols its second factor at first sign-in."""
     from gateway.accounts import create_user
 
     with portal_session(settings) as session:
         create_user(session, settings, username=username, password=PASSWORD, role=role, display_name=f"Demo {role}")
         session.commit()
+
+
+def staff_client(app: Flask, settings: Settings, username: str, role: str) -> tuple[FlaskClient, str]:
+    """A staff-role account signed in with its second factor (enrolled on the way); returns its TOTP key."""
+    import time
+
+    from gateway import totp
+
+    create_staff(settings, username, role)
     client = app.test_client()
     assert login(client, username).headers["Location"].startswith("/login/second-factor")
     page = client.get("/login/second-factor").get_data(as_text=True)

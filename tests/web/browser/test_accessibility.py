@@ -19,9 +19,8 @@ from gateway.demo_sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.settings import Settings
 
-from ..conftest import issue_code, portal_session
+from ..conftest import create_staff, issue_code, portal_session
 from .conftest import AXE, LiveServer, accept_guidelines, activate, sign_in
-from .test_flows import staff_account
 
 pytestmark = pytest.mark.browser
 
@@ -116,7 +115,7 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
     axe.check(student, "/me/end-parent-access")
 
     admin = another_person(axe_context, live)
-    staff_account(settings, "axe.admin", "admin")
+    create_staff(settings, "axe.admin", "admin")
     sign_in(admin, "axe.admin")
     axe.check(admin, "/login/second-factor")
     enrol_and_check_codes(admin, axe)

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway.accounts import create_user
 from gateway.demo_sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.settings import Settings
 
-from ..conftest import PASSWORD, issue_code, portal_session, set_activation_date
+from ..conftest import PASSWORD, create_staff, issue_code, portal_session, set_activation_date
 from ..test_applications import sis_facts
 from .conftest import LiveServer, accept_guidelines, activate, enrol_second_factor, sign_in, sign_out
 
@@ -36,12 +35,6 @@ def visit_every_page_of(page: Any, summary: DemoSummary, case: str) -> None:
         page.click(f"a[href='{child_path(summary, case, name)}']")
         page.wait_for_url(re.compile(re.escape(child_path(summary, case, name)) + "$"))
         assert heading in page.inner_text("main"), (case, name)
-
-
-def staff_account(settings: Settings, username: str, role: str) -> None:
-    with portal_session(settings) as session:
-        create_user(session, settings, username=username, password=PASSWORD, role=role, display_name=f"Test {role}")
-        session.commit()
 
 
 def test_code_activation_sign_in_every_page_of_each_child_and_sign_out(page: Any, district: tuple[Settings, DemoSummary]) -> None:
@@ -79,7 +72,7 @@ def test_application_staff_approval_with_totp_and_activation_from_the_mailed_lin
     applicant.click("main button[type=submit]")
     assert "application" in applicant.inner_text("main").lower()
 
-    staff_account(settings, "desk", "staff")
+    create_staff(settings, "desk", "staff")
     desk = browser_context.browser.new_context(base_url=live.url).new_page()
     sign_in(desk, "desk")
     enrol_second_factor(desk)
@@ -142,7 +135,7 @@ def test_an_auditor_verifies_the_audit_trail_and_finds_a_parents_view(
     accept_guidelines(parent)
     parent.goto(child_path(summary, "siblings", "grades"))
 
-    staff_account(settings, "inspector", "auditor")
+    create_staff(settings, "inspector", "auditor")
     sign_in(page, "inspector")
     enrol_second_factor(page)
     accept_guidelines(page)

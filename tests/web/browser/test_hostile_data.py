@@ -18,9 +18,9 @@ import pytest
 from gateway.demo_sis import DemoSummary
 from gateway.settings import Settings
 
-from ..conftest import issue_code, synced_district
+from ..conftest import create_staff, issue_code, synced_district
 from .conftest import accept_guidelines, activate, enrol_second_factor, sign_in
-from .test_flows import CHILD_PAGES, child_path, staff_account
+from .test_flows import CHILD_PAGES, child_path
 
 pytestmark = pytest.mark.browser
 
@@ -84,7 +84,7 @@ def test_hostile_names_and_titles_render_as_text_for_parents_students_and_staff(
     parent.visit(child_path(summary, "siblings", "assignments"), ASSIGNMENT)
     parent.visit("/account")
 
-    staff_account(settings, "hostile.admin", "admin")
+    create_staff(settings, "hostile.admin", "admin")
     admin_page = chromium.new_context(base_url=live.url).new_page()
     admin = Watch(admin_page)
     sign_in(admin_page, "hostile.admin")
