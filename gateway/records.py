@@ -8,6 +8,7 @@ modification time where it has one. Raw source dicts never leave a connector.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ class Record:
 
     def values(self) -> dict[str, Any]:
         """The canonical column values (what the row hash covers)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("source_id", "modified_at")}
+        return {name: getattr(self, name) for name in _value_names(type(self))}
 
     def problems(self) -> list[str]:
         """Why this record cannot be stored; empty when it can."""
@@ -241,3 +242,9 @@ class Reject:
     reason: str
     payload_hash: str | None = None
     source_id: str | None = None  # when known: its stored row is kept, not deleted
+
+
+@functools.cache
+def _value_names(record_type: type[Record]) -> tuple[str, ...]:
+    """A record type's value fields, worked out once (``fields()`` per record cost a tenth of a sync)."""
+    return tuple(f.name for f in fields(record_type) if f.name not in ("source_id", "modified_at"))

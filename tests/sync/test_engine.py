@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +27,7 @@ from connectors.sql import SourceError
 from sync.engine import RunResult, run_sync
 from sync.locks import Lease, sync_lock_name
 
-from .conftest import CONNECTOR, decrypted_replica, replica_state
+from .conftest import CONNECTOR, decrypted_replica, replica_state, with_connector
 
 
 def run(settings: Settings, full: bool = False, allow_shrink: bool = False) -> RunResult:
@@ -264,3 +265,81 @@ def registry_entry(source: Path, mapping: Path) -> object:
     from gateway.settings import ConnectorSettings
 
     return ConnectorSettings(CONNECTOR, "sql", CONNECTOR, {"url": f"sqlite:///{source}", "mapping": str(mapping)})
+
+
+@pytest.fixture
+def any_synced(any_instance: Settings, source: Path) -> Settings:
+    """The demo SIS as connector ``sis`` on SQLite and on PostgreSQL (not yet synced)."""
+    return with_connector(any_instance, source)
+
+
+def replica_rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(text(sql))]
+    engine.dispose()
+    return rows
+
+
+LINK_1 = ("SELECT s.source_id, g.source_id FROM student_guardians l JOIN students s ON s.id = l.student_id "
+          "JOIN guardians g ON g.id = l.guardian_id WHERE l.source_id = '1'")
+
+
+def test_a_link_moved_to_another_guardian_joins_the_new_guardian_after_the_next_run(any_synced: Settings, source: Path) -> None:
+    run(any_synced, full=True)
+    with sqlite3.connect(source) as db:
+        pupil, contact = db.execute("SELECT pupil_id, contact_id FROM pupil_contacts WHERE link_id = 1").fetchone()
+        db.execute("UPDATE pupil_contacts SET contact_id = 7, updated_at = '2026-11-28 12:00:00' WHERE link_id = 1")
+    assert contact != 7
+    assert replica_rows(any_synced, LINK_1) == [(str(pupil), str(contact))]
+    result = run(any_synced, full=True)
+    assert result.counts["student_guardians"].updated == 1
+    assert replica_rows(any_synced, LINK_1) == [(str(pupil), "7")]
+
+
+def test_a_link_to_a_guardian_the_replica_lacks_stays_unjoined_until_the_guardian_arrives(
+        any_synced: Settings, source: Path) -> None:
+    run(any_synced, full=True)
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE pupil_contacts SET contact_id = 999999, updated_at = '2026-11-28 12:00:00' WHERE link_id = 1")
+    run(any_synced, full=True)
+    assert replica_rows(any_synced, "SELECT guardian_id, guardian_source_id FROM student_guardians WHERE source_id = '1'") \
+        == [(None, "999999")]
+    with sqlite3.connect(source) as db:
+        db.execute("INSERT INTO contacts (contact_id, first_name, last_name, created_at) "
+                   "VALUES (999999, 'Late', 'Arrival', '2026-11-28 13:00:00')")
+    run(any_synced, full=True)
+    assert replica_rows(any_synced, LINK_1)[0][1] == "999999"
+
+
+def test_a_snapshot_deletes_exactly_the_rows_the_source_no_longer_has(any_synced: Settings, source: Path) -> None:
+    run(any_synced, full=True)
+    with sqlite3.connect(source) as db:
+        db.execute("DELETE FROM pupil_contacts WHERE link_id IN (2, 3)")
+        db.execute("UPDATE pupil_contacts SET relation = 'Aunt', updated_at = '2026-11-28 12:00:00' WHERE link_id = 4")
+    before = replica_state(any_synced)["student_guardians"]
+    result = run(any_synced, full=True)
+    after = replica_state(any_synced)["student_guardians"]
+    assert (result.counts["student_guardians"].deleted, result.counts["student_guardians"].updated) == (2, 1)
+    assert set(before) - set(after) == {"2", "3"} and set(after) <= set(before)
+
+
+def test_a_record_turned_invalid_keeps_its_previous_row_through_a_full_run(any_synced: Settings, source: Path) -> None:
+    run(any_synced, full=True)
+    before = replica_state(any_synced)["students"]["2"]
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE pupils SET dob = 'sometime', updated_at = '2026-11-28 12:00:00' WHERE pupil_id = 2")
+    result = run(any_synced, full=True)
+    assert (result.counts["students"].rejected, result.counts["students"].deleted) == (1, 0)
+    assert replica_state(any_synced)["students"]["2"] == before
+
+
+def test_the_shrink_guard_counts_the_table_as_the_run_found_it(any_synced: Settings, source: Path) -> None:
+    run(any_synced, full=True)
+    with sqlite3.connect(source) as db:
+        db.execute("DELETE FROM pupils WHERE pupil_id > 60")
+        db.execute("UPDATE pupils SET grade = '12', updated_at = '2026-11-28 12:00:00' WHERE pupil_id <= 60")
+        db.execute("INSERT INTO pupils (pupil_id, student_no, first_name, last_name, dob, created_at) "
+                   "VALUES (5000, 'S5000', 'New', 'Pupil', '2015-01-01', '2026-11-28 12:00:00')")
+    with pytest.raises(SyncRefused, match="students would lose 60 of its 120 rows"):
+        run(any_synced, full=True)
