@@ -12,8 +12,9 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,11 +93,15 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
 
 def is_denied_user(session: Session, user: User) -> bool:
     """Denied by account, or as the SIS guardian the account belongs to."""
-    clauses = [Denial.user_id == user.id]
-    if user.guardian_source_id:
-        clauses.append((Denial.source_system == user.source_system) & (Denial.guardian_source_id == user.guardian_source_id))
-    query = select(Denial.id).where(Denial.lifted_at.is_(None)).where(clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1])
-    return session.scalars(query).first() is not None
+    return bool(session.scalar(select(_denial_in_force(user.id, user.source_system, user.guardian_source_id))))
+
+
+def _denial_in_force(user_id: Any, source_system: Any, guardian_source_id: Any) -> Exists:
+    """EXISTS a denial not lifted naming this account or its SIS guardian (values or, in a
+    larger query, the user's columns)."""
+    by_guardian = ((Denial.source_system == source_system) & (Denial.guardian_source_id == guardian_source_id)
+                   & (Denial.guardian_source_id != ""))
+    return select(Denial.id).where(Denial.lifted_at.is_(None), (Denial.user_id == user_id) | by_guardian).exists()
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -110,13 +115,19 @@ def start_session(session: Session, user: User, ip: str | None, user_agent: str 
 
 
 def load_session(session: Session, settings: Settings, token: str) -> tuple[User, UserSession] | None:
-    """The live session for a cookie token, or None (ending it if it timed out or was revoked)."""
-    live = session.scalars(select(UserSession).where(UserSession.token_hash == token_hash(token))).first()
-    if live is None or live.ended_at is not None:
+    """The live session for a cookie token, or None (ending it if it timed out or was revoked).
+
+    One query fetches the session, its user and whether a denial now names them: this runs
+    before every page, and each round trip to the database shows in every page's time.
+    """
+    found = session.execute(
+        select(UserSession, User, _denial_in_force(User.id, User.source_system, User.guardian_source_id))
+        .outerjoin(User, User.id == UserSession.user_id).where(UserSession.token_hash == token_hash(token))).first()
+    if found is None or found[0].ended_at is not None:
         return None
+    live, user, denied = found
     now = utcnow()
-    user = session.get(User, live.user_id)
-    reason = _end_reason(session, settings, live, user, now)
+    reason = _end_reason(settings, live, user, bool(denied), now)
     if reason or user is None:
         end_session(session, live, reason or "gone")
         return None
@@ -125,12 +136,12 @@ def load_session(session: Session, settings: Settings, token: str) -> tuple[User
     return user, live
 
 
-def _end_reason(session: Session, settings: Settings, live: UserSession, user: User | None, now: dt.datetime) -> str | None:
+def _end_reason(settings: Settings, live: UserSession, user: User | None, denied: bool, now: dt.datetime) -> str | None:
     if now - live.last_seen_at > dt.timedelta(minutes=settings.web.idle_timeout_minutes):
         return "idle"
     if now - live.created_at > dt.timedelta(hours=settings.web.absolute_timeout_hours):
         return "expired"
-    if user is not None and (user.disabled_at is not None or is_denied_user(session, user)):
+    if user is not None and (user.disabled_at is not None or denied):
         return "denied"
     return None
 

@@ -81,7 +81,8 @@ def person_denied(portal: Session, replica: Session, user: User, index_ring: Key
 
 
 def parent_facts(replica: Session, portal: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing,
-                 user: User, ref: StudentRef) -> access.ParentFacts:
+                 user: User, ref: StudentRef, student: Student | None) -> access.ParentFacts:
+    """The facts for a parent's access to ``ref``; ``student`` is its replica row (the caller has it)."""
     links = replica.scalars(select(StudentGuardian).where(
         StudentGuardian.source_system == ref.source_system, StudentGuardian.student_source_id == ref.source_id,
         StudentGuardian.guardian_source_id == (user.guardian_source_id or ""))).all()
@@ -93,7 +94,7 @@ def parent_facts(replica: Session, portal: Session, settings: Settings, cipher: 
         guardian_source_id=user.guardian_source_id or "", account_ok=account_ok,
         links=[access.Link(l.portal_access, l.start_date, l.end_date) for l in links],  # noqa: E741
         activated_on=district_date(activation.activated_at, settings.zone) if activation else None,
-        birth_date=birth_date(student_row(replica, ref), cipher), enrolments=enrolments(replica, ref),
+        birth_date=birth_date(student, cipher), enrolments=enrolments(replica, ref),
         terminations=terminations(portal, ref))
 
 

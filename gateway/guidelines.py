@@ -38,10 +38,18 @@ def ensure_published(session: Session) -> GuidelineVersion:
 
 
 def has_accepted_current(session: Session, user_id: int) -> bool:
-    """Whether the user accepted the version in force (the default one, if none was published)."""
-    version = ensure_published(session)
-    return session.scalars(select(GuidelineAcceptance.id).where(
-        GuidelineAcceptance.user_id == user_id, GuidelineAcceptance.version_id == version.id)).first() is not None
+    """Whether the user accepted the version in force (the default one, if none was published).
+
+    One query: it runs before every page.
+    """
+    latest = select(GuidelineVersion.id).order_by(GuidelineVersion.version.desc()).limit(1).scalar_subquery()
+    accepted = select(GuidelineAcceptance.id).where(GuidelineAcceptance.user_id == user_id,
+                                                    GuidelineAcceptance.version_id == latest).exists()
+    version_id, found = session.execute(select(latest, accepted)).one()
+    if version_id is None:
+        ensure_published(session)
+        return False
+    return bool(found)
 
 
 def accept(session: Session, user_id: int, version_id: int) -> None:

@@ -8,9 +8,10 @@ refusal is audited; repeated refusals alert staff. Every view is audited too.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date
 from flask_babel import gettext as _
@@ -25,6 +26,7 @@ from web import context, db, records
 
 bp = Blueprint("portal", __name__)
 PAGES = ("schedule", "grades", "assignments", "attendance")
+FRESHNESS_REUSE_SECONDS = 30.0
 PAGE_TABLES = ("students", "enrollments", "sections", "section_enrollments", "term_grades", "scores", "attendance")
 
 
@@ -56,13 +58,22 @@ def decide(ref: StudentRef) -> access.Decision:
     user, settings = context.user(), context.settings()
     policy = facts.policy_of(settings)
     if user.role == "parent":
-        gathered = facts.parent_facts(db.replica(), db.portal(), settings, context.cipher(), context.keys().blind_index, user, ref)
+        gathered = facts.parent_facts(db.replica(), db.portal(), settings, context.cipher(), context.keys().blind_index,
+                                      user, ref, student_of(ref))
         return access.parent_access(gathered, context.today(), policy)
     if user.role == "student" and (user.source_system, user.student_source_id) == (ref.source_system, ref.source_id):
         denied = facts.person_denied(db.portal(), db.replica(), user, context.keys().blind_index, context.cipher())
         return access.student_access(user.disabled_at is None and not denied, facts.enrolments(db.replica(), ref),
                                      context.today(), policy)
     return access.Decision.refuse("not_their_student")  # staff see records only through their consoles
+
+
+def student_of(ref: StudentRef) -> Any:
+    """The student's replica row, read once per request (the access rules and the page both need it)."""
+    cache: dict[StudentRef, Any] = g.setdefault("students", {})
+    if ref not in cache:
+        cache[ref] = facts.student_row(db.replica(), ref)
+    return cache[ref]
 
 
 def authorize(ref: StudentRef, page: str) -> None:
@@ -99,7 +110,7 @@ def dashboard() -> ResponseReturnValue:
 
 
 def _child_summary(ref: StudentRef) -> dict[str, Any]:
-    student = facts.student_row(db.replica(), ref)
+    student = student_of(ref)
     decision = decide(ref)
     return {"ref": ref, "name": _name(student) if student else _("A student"), "grade": student.grade_level if student else None,
             "school": records.school_name(db.replica(), student) if student else None,
@@ -111,13 +122,18 @@ def _name(student: Any) -> str:
 
 
 def _freshness() -> dict[str, Any]:
+    """When the pages' tables were last confirmed current; each worker reuses what it read
+    for FRESHNESS_REUSE_SECONDS (it changes once per sync, and is read on every page)."""
+    cache = current_app.extensions.setdefault("gateway.freshness", {"until": 0.0})
+    if cache["until"] > time.monotonic():
+        return cache["value"]  # type: ignore[no-any-return]
     settings = context.settings()
     by_table = freshness.by_table(db.replica(), utcnow(), settings.policy.stale_after_hours)
     relevant = [by_table[t] for t in PAGE_TABLES if t in by_table]
-    if not relevant:
-        return {"at": None, "stale": True}
-    oldest = min(relevant, key=lambda f: f.confirmed_at)
-    return {"at": oldest.confirmed_at, "stale": any(f.stale for f in relevant)}
+    value = ({"at": None, "stale": True} if not relevant else
+             {"at": min(f.confirmed_at for f in relevant), "stale": any(f.stale for f in relevant)})
+    cache.update(value=value, until=time.monotonic() + FRESHNESS_REUSE_SECONDS)
+    return value
 
 
 @bp.get("/students/<source_system>/<source_id>/<page>")
@@ -127,7 +143,7 @@ def child(source_system: str, source_id: str, page: str) -> ResponseReturnValue:
         abort(404)
     ref = StudentRef(source_system, source_id)
     authorize(ref, page)
-    student = facts.student_row(db.replica(), ref)
+    student = student_of(ref)
     if student is None:
         abort(404)
     data = _page_data(ref, page)
