@@ -67,15 +67,18 @@ def database_urls(db: str) -> tuple[dict[str, str], list[str]]:
     """Empty databases for the replica and the portal, on the server the run names."""
     if db == "sqlite":
         return {}, []
+    created = {name: empty_database(name) for name in migrate.DATABASES}
+    return {name: url for name, (url, _) in created.items()}, [database for _, database in created.values()]
+
+
+def empty_database(label: str) -> tuple[str, str]:
+    """(url, name) of a new, empty PostgreSQL database on GATEWAY_BENCH_PG_URL's server."""
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    suffix = uuid.uuid4().hex[:8]
-    names = {name: f"gw_bench_{name}_{suffix}" for name in migrate.DATABASES}
+    database = f"gw_bench_{label}_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
-        for database in names.values():
-            connection.execute(text(f'CREATE DATABASE "{database}"'))
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
     admin.dispose()
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    return {name: f"{base}/{database}" for name, database in names.items()}, list(names.values())
+    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}", database
 
 
 def drop_databases(names: list[str]) -> None:

@@ -7,13 +7,19 @@ Measures, in one run: the initial full sync into an empty replica; a full re-syn
 nothing changed; an incremental sync after 1% of source rows changed; and the limit: the
 same source rows read and written, unchanged, into the same replica tables by the
 database's fastest bulk path in one transaction (SQLite ``executemany``, PostgreSQL
-``COPY``). Both sides include reading the source. Prints figures as it
-goes and one JSON object as its last line. Nothing here is asserted: it reports.
+``COPY``). Both sides include reading the source. Also: rows/s per table in the initial
+sync, the peak RSS of the syncs, where the time goes (a profiled first sync into another
+empty replica, ``--no-profile`` to skip) and the peer: dlt copying the same source tables
+into the same kind of database (``bench`` extra; ``--no-peer`` to skip). Prints figures as
+it goes and one JSON object as its last line. Nothing here is asserted: it reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import multiprocessing
+import pstats
 import itertools
 import dataclasses
 import datetime as dt
@@ -28,7 +34,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert
 
-from benchmarks.site import database_urls, drop_databases
+from benchmarks import peer
+from benchmarks.site import database_urls, drop_databases, empty_database
 from gateway import migrate
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate, mutate
@@ -57,17 +64,61 @@ def make_instance(folder: Path, source: Path, db: str, databases: list[str]) -> 
     return dataclasses.replace(settings, connectors=(entry,))
 
 
-def timed_sync(settings: Settings, mode: str) -> tuple[float, dict[str, Any]]:
+def timed_sync(settings: Settings, mode: str, rates: dict[str, float] | None = None) -> tuple[float, dict[str, Any]]:
+    """Seconds and row totals of one run; ``rates`` gets rows/s per stream (reading and
+    writing it; the run's shared steps, deletions and references, come after)."""
     from connectors import registry
     from sync.engine import run_sync
 
+    progress: dict[str, tuple[int, float]] = {}
     connector = registry.build(settings.connectors[0], settings)
     started = time.perf_counter()
-    result = run_sync(settings, connector, mode)
+    result = run_sync(settings, connector, mode, progress=lambda stream, rows, seconds: progress.update({stream: (rows, seconds)}))
     seconds = time.perf_counter() - started
     connector.close()
+    if rates is not None:
+        rates.update({stream: round(rows / max(spent, 1e-6)) for stream, (rows, spent) in progress.items()})
     totals = {k: sum(getattr(c, k) for c in result.counts.values()) for k in ("inserted", "updated", "deleted", "unchanged")}
     return seconds, totals
+
+
+# Where a first sync's time goes: the engine's steps, by their functions' cumulative time.
+PHASES = {
+    "sanitize_and_hash": ("sync/apply.py", "plaintext"),
+    "encrypt_and_index": ("sync/apply.py", "stored"),
+    "find_existing_rows": ("sync/apply.py", "_existing"),
+    "look_up_references": ("sync/apply.py", "_attach_references"),
+    "write_new_rows": ("sync/apply.py", "_insert"),
+    "find_and_delete_vanished": ("sync/apply.py", "delete_vanished"),
+    "resolve_late_references": ("sync/apply.py", "resolve_references"),
+    "planner_statistics": ("sync/engine.py", "_refresh_statistics"),
+    "stream_total": ("sync/engine.py", "_stream"),
+    "write_total": ("sync/apply.py", "write"),
+    "run_total": ("sync/engine.py", "run_sync"),
+}
+
+
+def profiled_sync(settings: Settings) -> dict[str, Any]:
+    """A first full sync under cProfile: seconds per engine step and the top functions by own time.
+
+    The profiler slows Python code more than the database's, so read shares, not seconds.
+    """
+    profile = cProfile.Profile()
+    profile.enable()
+    timed_sync(settings, "full")
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    cumulative: dict[tuple[str, str], float] = {}
+    for (filename, _line, function), (_cc, _nc, _tt, ct, _callers) in stats.items():
+        for suffix, name in PHASES.values():
+            if function == name and filename.endswith(suffix):
+                cumulative[(suffix, name)] = cumulative.get((suffix, name), 0.0) + ct
+    phases = {phase: round(cumulative.get(key, 0.0), 2) for phase, key in PHASES.items()}
+    # What _stream spends outside the writer: reading, converting and validating source rows.
+    phases["read_and_validate_source"] = round(phases.pop("stream_total") - phases.pop("write_total"), 2)
+    top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
+    return {"phases_seconds": phases,
+            "top_own_time": [f"{round(tt, 2)}s {Path(f).name}:{line}({fn})" for (f, line, fn), (_, _, tt, _, _) in top]}
 
 
 def limit_rows(connector: Any, spec: Any, now: dt.datetime) -> Iterator[dict[str, Any]]:
@@ -126,6 +177,27 @@ def copy_stream(cursor: Any, table: str, rows: Iterator[dict[str, Any]]) -> int:
     return count
 
 
+def generate_source(path: Path, students: int, seed: int) -> None:
+    """The demo SIS, generated in a child process so the peak RSS reported is the syncs'."""
+    source_engine = create_engine(f"sqlite:///{path}")
+    generate(source_engine, students, seed, TODAY, attendance_days=20, assignments=5)
+    source_engine.dispose()
+
+
+def peer_copy(source: Path, db: str, folder: Path, databases: list[str]) -> dict[str, Any]:
+    if not peer.dlt_available():
+        print("dlt is not installed (pip install -e '.[bench]'): no peer figure", file=sys.stderr)
+        return {"dlt_seconds": None, "dlt_rows": None}
+    if db == "sqlite":
+        url = f"sqlite:///{folder / 'dlt.sqlite3'}"
+    else:
+        url, name = empty_database("dlt")
+        databases.append(name)
+    seconds, rows = peer.dlt_copy(source, url, folder)
+    print(f"peer, dlt sql_database -> {db}: {rows} rows in {seconds:.2f}s", file=sys.stderr)
+    return {"dlt_seconds": round(seconds, 3), "dlt_rows": rows}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -136,42 +208,61 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite",
                         help="where the replica lives (postgres: GATEWAY_BENCH_PG_URL's server)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled extra first sync")
+    parser.add_argument("--no-peer", action="store_true", help="skip dlt's copy of the same tables")
     args = parser.parse_args(argv)
+    report: dict[str, Any] = {"students": args.students, "db": args.db}
+    databases: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
-        folder = Path(scratch)
-        source = folder / "sis.sqlite3"
-        started = time.perf_counter()
-        source_engine = create_engine(f"sqlite:///{source}")
-        generate(source_engine, args.students, args.seed, TODAY, attendance_days=20, assignments=5)
-        print(f"demo SIS: {args.students} students in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        databases: list[str] = []
-        settings = make_instance(folder / "sync", source, args.db, databases)
-        full, counts = timed_sync(settings, "full")
-        rows = counts["inserted"]
-        print(f"initial full sync: {rows} rows in {full:.2f}s ({rows / full:.0f} rows/s)", file=sys.stderr)
-        resync, _ = timed_sync(settings, "full")
-        print(f"unchanged full re-sync: {resync:.2f}s", file=sys.stderr)
-        # Steady state: the first incremental after a full run moves every cursor to the
-        # source's newest change (demo rows all share one creation time); the next is measured.
-        mutate(source_engine, 0.01, args.seed + 1, dt.datetime(2026, 11, 28, 19, tzinfo=dt.timezone.utc))
-        timed_sync(settings, "incremental")
-        changed = mutate(source_engine, 0.01, args.seed, dt.datetime(2026, 11, 28, 20, tzinfo=dt.timezone.utc))
-        incremental, incremental_counts = timed_sync(settings, "incremental")
-        print(f"incremental after 1% changed: {incremental:.2f}s ({incremental_counts})", file=sys.stderr)
-        limit, limit_count = the_limit(make_instance(folder / "limit", source, args.db, databases))
-        path = "COPY" if args.db == "postgres" else "executemany"
-        print(f"the limit (read + {path}, one transaction): {limit_count} rows in {limit:.2f}s", file=sys.stderr)
-        drop_databases(databases)
-    report = {
-        "students": args.students, "db": args.db, "rows": rows,
-        "full_seconds": round(full, 3), "resync_seconds": round(resync, 3), "incremental_seconds": round(incremental, 3),
-        "limit_seconds": round(limit, 3), "changed_source_rows": sum(len(v) for v in changed.values()),
-        "full_throughput_vs_limit": round(limit / full, 3),
-        "resync_vs_limit": round(resync / limit, 3),
-        "incremental_share_of_full": round(incremental / full, 4),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
+        try:
+            report |= run_all(Path(scratch), args, databases)
+        finally:
+            drop_databases(databases)
     print(json.dumps(report))
+    return report
+
+
+def run_all(folder: Path, args: argparse.Namespace, databases: list[str]) -> dict[str, Any]:
+    source = folder / "sis.sqlite3"
+    started = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(target=generate_source, args=(source, args.students, args.seed))
+    child.start()
+    child.join()
+    print(f"demo SIS: {args.students} students in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    source_engine = create_engine(f"sqlite:///{source}")
+    settings = make_instance(folder / "sync", source, args.db, databases)
+    rates: dict[str, float] = {}
+    full, counts = timed_sync(settings, "full", rates)
+    rows = counts["inserted"]
+    print(f"initial full sync: {rows} rows in {full:.2f}s ({rows / full:.0f} rows/s)", file=sys.stderr)
+    resync, _ = timed_sync(settings, "full")
+    print(f"unchanged full re-sync: {resync:.2f}s", file=sys.stderr)
+    # Steady state: the first incremental after a full run moves every cursor to the
+    # source's newest change; the second, after another 1% changed, is measured.
+    mutate(source_engine, 0.01, args.seed + 1, dt.datetime(2026, 11, 28, 19, tzinfo=dt.timezone.utc))
+    timed_sync(settings, "incremental")
+    changed = mutate(source_engine, 0.01, args.seed, dt.datetime(2026, 11, 28, 20, tzinfo=dt.timezone.utc))
+    incremental, incremental_counts = timed_sync(settings, "incremental")
+    print(f"incremental after 1% changed: {incremental:.2f}s ({incremental_counts})", file=sys.stderr)
+    rss = peak_rss_mb()
+    limit, limit_count = the_limit(make_instance(folder / "limit", source, args.db, databases))
+    path = "COPY" if args.db == "postgres" else "executemany"
+    print(f"the limit (read + {path}, one transaction): {limit_count} rows in {limit:.2f}s", file=sys.stderr)
+    report = {
+        "rows": rows, "full_seconds": round(full, 3), "resync_seconds": round(resync, 3),
+        "incremental_seconds": round(incremental, 3), "limit_seconds": round(limit, 3),
+        "changed_source_rows": sum(len(v) for v in changed.values()),
+        "full_throughput_vs_limit": round(limit / full, 3), "resync_vs_limit": round(resync / limit, 3),
+        "incremental_share_of_full": round(incremental / full, 4), "peak_rss_mb": round(rss, 1),
+        "rows_per_second_by_stream": rates,
+    }
+    if not args.no_peer:
+        report |= peer_copy(source, args.db, folder, databases)
+        if report["dlt_seconds"]:
+            report["full_vs_dlt_seconds"] = round(full / report["dlt_seconds"], 3)
+    if not args.no_profile:
+        report["profile"] = profiled_sync(make_instance(folder / "profiled", source, args.db, databases))
+        print(f"profile of a first sync: {json.dumps(report['profile'], indent=1)}", file=sys.stderr)
     return report
 
 
