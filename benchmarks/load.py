@@ -4,7 +4,9 @@ Runs as its own process (never inside the server): ``--processes`` worker proces
 with one thread per virtual parent, each thread its own ``requests.Session`` with
 keep-alive. A parent signs in (timed apart as ``login``), then loops until the deadline:
 the dashboard, then every child page the dashboard links, pausing ``--pause`` seconds
-between pages. ``--trivial`` loads ``/livez`` instead (the framework's floor). Prints one
+between pages. Pages are measured only once every parent of every process has signed in
+(one barrier across the processes), and each parent starts at a random moment within its
+first pause, as people do, rather than all in one burst. ``--trivial`` loads ``/livez`` instead (the framework's floor). Prints one
 JSON object: latency percentiles and status counts per kind of request.
 
     python -m benchmarks.load --url http://127.0.0.1:8000 --parents creds.json --seconds 30 --pause 1
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import random
 import re
 import threading
 import time
@@ -40,7 +43,7 @@ def timed(session: requests.Session, kind: str, method: str, url: str, samples: 
 
 
 def parent_loop(base: str, username: str, password: str, seconds: float, pause: float, samples: list[Sample],
-                signed_in: threading.Barrier) -> None:
+                signed_in: Any) -> None:
     session, answer = requests.Session(), None
     try:
         page = session.get(f"{base}/login", timeout=60).text
@@ -53,6 +56,7 @@ def parent_loop(base: str, username: str, password: str, seconds: float, pause: 
     if answer is None or answer.status_code != 302:
         return
     deadline = time.monotonic() + seconds
+    time.sleep(random.uniform(0, pause))
     while time.monotonic() < deadline:
         dashboard = timed(session, "dashboard", "GET", f"{base}/dashboard", samples)
         links = CHILD_LINK.findall(dashboard.text) if dashboard is not None else []
@@ -64,7 +68,7 @@ def parent_loop(base: str, username: str, password: str, seconds: float, pause: 
         time.sleep(pause)
 
 
-def trivial_loop(base: str, seconds: float, pause: float, samples: list[Sample], signed_in: threading.Barrier) -> None:
+def trivial_loop(base: str, seconds: float, pause: float, samples: list[Sample], signed_in: Any) -> None:
     session = requests.Session()
     signed_in.wait()
     deadline = time.monotonic() + seconds
@@ -74,9 +78,8 @@ def trivial_loop(base: str, seconds: float, pause: float, samples: list[Sample],
 
 
 def process_main(base: str, parents: list[tuple[str, str]], trivial: bool, seconds: float, pause: float,
-                 out: Any) -> None:
+                 out: Any, signed_in: Any) -> None:
     samples: list[Sample] = []  # list.append is atomic under the GIL
-    signed_in = threading.Barrier(len(parents))
     if trivial:
         threads = [threading.Thread(target=trivial_loop, args=(base, seconds, pause, samples, signed_in)) for _ in parents]
     else:
@@ -109,9 +112,11 @@ def summarize(samples: list[Sample], seconds: float) -> dict[str, Any]:
 
 def run(base: str, parents: list[tuple[str, str]], seconds: float, pause: float, trivial: bool = False,
         processes: int = 2) -> dict[str, Any]:
-    queue: Any = multiprocessing.get_context("spawn").Queue()
+    spawn = multiprocessing.get_context("spawn")
+    queue: Any = spawn.Queue()
+    signed_in = spawn.Barrier(len(parents))  # every thread of every process
     shares = [parents[i::processes] for i in range(processes)]
-    workers = [multiprocessing.get_context("spawn").Process(target=process_main, args=(base, share, trivial, seconds, pause, queue))
+    workers = [spawn.Process(target=process_main, args=(base, share, trivial, seconds, pause, queue, signed_in))
                for share in shares if share]
     for worker in workers:
         worker.start()

@@ -343,3 +343,12 @@ def test_the_shrink_guard_counts_the_table_as_the_run_found_it(any_synced: Setti
                    "VALUES (5000, 'S5000', 'New', 'Pupil', '2015-01-01', '2026-11-28 12:00:00')")
     with pytest.raises(SyncRefused, match="students would lose 60 of its 120 rows"):
         run(any_synced, full=True)
+
+
+def test_a_first_sync_leaves_planner_statistics_for_small_and_large_tables(any_synced: Settings) -> None:
+    run(any_synced, full=True)
+    if any_synced.replica.url.startswith("sqlite"):
+        sql = "SELECT DISTINCT tbl FROM sqlite_stat1 WHERE tbl IN ('schools', 'sections', 'scores') ORDER BY tbl"
+    else:
+        sql = "SELECT DISTINCT tablename FROM pg_stats WHERE tablename IN ('schools', 'sections', 'scores') ORDER BY tablename"
+    assert replica_rows(any_synced, sql) == [("schools",), ("scores",), ("sections",)]
