@@ -235,7 +235,7 @@ def run_all(folder: Path, args: argparse.Namespace, databases: list[str]) -> dic
     full, counts = timed_sync(settings, "full", rates)
     rows = counts["inserted"]
     print(f"initial full sync: {rows} rows in {full:.2f}s ({rows / full:.0f} rows/s)", file=sys.stderr)
-    resync, _ = timed_sync(settings, "full")
+    resync, resync_counts = timed_sync(settings, "full")
     print(f"unchanged full re-sync: {resync:.2f}s", file=sys.stderr)
     rss = peak_rss_mb()  # the two full syncs' peak: mutate() below holds the source's keys in this process
     # Steady state: the first incremental after a full run moves every cursor to the
@@ -249,7 +249,9 @@ def run_all(folder: Path, args: argparse.Namespace, databases: list[str]) -> dic
     path = "COPY" if args.db == "postgres" else "executemany"
     print(f"the limit (read + {path}, one transaction): {limit_count} rows in {limit:.2f}s", file=sys.stderr)
     report = {
-        "rows": rows, "full_seconds": round(full, 3), "resync_seconds": round(resync, 3),
+        "rows": rows, "limit_rows": limit_count,
+        "resync_rows_written": resync_counts["inserted"] + resync_counts["updated"] + resync_counts["deleted"],
+        "incremental_rows": incremental_counts, "full_seconds": round(full, 3), "resync_seconds": round(resync, 3),
         "incremental_seconds": round(incremental, 3), "limit_seconds": round(limit, 3),
         "changed_source_rows": sum(len(v) for v in changed.values()),
         "full_throughput_vs_limit": round(limit / full, 3), "resync_vs_limit": round(resync / limit, 3),

@@ -19,12 +19,17 @@ from gateway.records import Record
 Converter = Callable[[Any], Any]
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n", ""}
+# PostgreSQL cannot store a NUL in text: a value holding one makes its row a reject that
+# names the place, rather than failing the whole run at the write.
+NUL_REFUSED = "a value contains a NUL character"
 
 
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
+    if "\x00" in text:
+        raise ValueError(NUL_REFUSED)
     return text or None
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from gateway.records import Record, Reject, Tombstone
 
+from connectors import convert
 from connectors import oneroster as one
 from connectors.base import Item, StreamSpec, payload_hash, stream_named
 
@@ -97,6 +98,8 @@ class OneRosterReader:
                 yield Reject(table, position, row[ERROR], payload_hash(position))
                 continue
             try:
+                if any(isinstance(value, str) and "\x00" in value for value in row.values()):
+                    raise ValueError(convert.NUL_REFUSED)
                 yield from read(position, row)
             except ValueError as exc:
                 yield Reject(table, position, str(exc), payload_hash(sorted(row.items())), row.get("sourcedid") or None)

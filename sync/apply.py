@@ -80,7 +80,7 @@ class TableWriter:
         self.source_system, self.run_id, self.synced_at = source_system, run_id, synced_at
         self.counts = TableCounts()
         self.seen = RowIdSet() if snapshot else None
-        self._copy = connection.dialect.name == "postgresql"
+        self._postgres = connection.dialect.name == "postgresql"
         self.references = [(column.name, column.name.removesuffix("_id") + "_source_id",
                             next(iter(column.foreign_keys)).column.table)
                            for column in table.columns if storage(column) == REFERENCE]
@@ -141,7 +141,7 @@ class TableWriter:
         """
         if not rows:
             return
-        if not self._copy:
+        if not self._postgres:
             self.connection.execute(self.table.insert(), rows)
             return
         names = list(rows[0])
@@ -230,7 +230,7 @@ class TableWriter:
     def _among(self, column: Any, values: Iterable[str]) -> Any:
         """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter instead of
         a thousand (psycopg spent more time parsing the thousand than the server searching)."""
-        if self._copy:
+        if self._postgres:
             return column == any_(bindparam("among", list(values), type_=postgresql.ARRAY(String)))
         return column.in_(list(values))
 

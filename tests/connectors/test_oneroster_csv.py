@@ -152,7 +152,8 @@ def test_bad_rows_are_rejected_with_file_and_line_and_the_rest_still_loads(tmp_p
             b"OK2,,,Q4,gradingPeriod,3/22/2027,6/14/2027,,2027\n"
             b"BAD3,,,Summer,vacation,2027-06-07,2027-08-01,,2027\n"
             b"BAD4,,,Extra,term,2027-01-01,2027-02-01,,2027,surprise\n"
-            b",,,Nameless,term,2027-01-01,2027-02-01,,2027\n")
+            b",,,Nameless,term,2027-01-01,2027-02-01,,2027\n"
+            b"BAD5,,,Nul\x00Term,term,2027-01-01,2027-02-01,,2027\n")
     items = read(connector(bundle_with(tmp_path, "academicSessions.csv", body)), "terms")
     loaded = {i.source_id: i for i in items if isinstance(i, Record)}
     assert set(loaded) == {"OK1", "OK2"}
@@ -164,6 +165,7 @@ def test_bad_rows_are_rejected_with_file_and_line_and_the_rest_still_loads(tmp_p
         "academicSessions.csv line 6": "type 'vacation' is not one of schoolYear, semester, term, gradingPeriod",
         "academicSessions.csv line 7": "has 10 fields but the header has 9",
         "academicSessions.csv line 8": "sourcedid is empty",
+        "academicSessions.csv line 9": "a value contains a NUL character",
     }
 
 

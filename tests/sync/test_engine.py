@@ -352,3 +352,16 @@ def test_a_first_sync_leaves_planner_statistics_for_small_and_large_tables(any_s
     else:
         sql = "SELECT DISTINCT tablename FROM pg_stats WHERE tablename IN ('schools', 'sections', 'scores') ORDER BY tablename"
     assert replica_rows(any_synced, sql) == [("schools",), ("scores",), ("sections",)]
+
+
+def test_a_nul_character_in_a_source_value_rejects_that_row_and_the_run_succeeds(any_synced: Settings, source: Path) -> None:
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE pupils SET first_name = 'B' || char(0) || 'en' WHERE pupil_id = 3")
+    result = run(any_synced, full=True)
+    assert result.status == "succeeded" and result.counts["students"].rejected == 1
+    engine = create_rw_engine(any_synced.replica.url)
+    with engine.connect() as connection:
+        reasons = connection.execute(select(SyncReject.reason).where(SyncReject.sync_run_id == result.run_id)).scalars().all()
+    engine.dispose()
+    assert reasons == ["a value contains a NUL character"]
+    assert "3" not in replica_state(any_synced)["students"]
