@@ -210,7 +210,10 @@ class DemoDistrict:
 
     @staticmethod
     def _section_id(school: int, grade: int, course: int, section: int) -> int:
-        return school * 100000 + grade * 1000 + course * 100 + section
+        """Readable ids (school, grade, course, section) that stay unique past 100 sections of
+        one course, as a high school of a 100,000-student district has: each further hundred
+        moves up by ten million, above every school's block."""
+        return section // 100 * 10_000_000 + school * 100000 + grade * 1000 + course * 100 + section % 100
 
     @staticmethod
     def _ssn(number: int) -> str:

@@ -7,7 +7,7 @@ discipline and counsellor notes), which the gateway must never copy.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -92,13 +92,13 @@ rosters = Table(
 )
 gb_assignments = Table(
     "gb_assignments", metadata,
-    Column("asg_id", Integer, primary_key=True), Column("section_id", Integer, nullable=False),
+    Column("asg_id", BigInteger, primary_key=True), Column("section_id", Integer, nullable=False),
     Column("mp_id", Integer), Column("title", String(120), nullable=False), Column("category", String(40)),
     Column("assigned_on", Date), Column("due_on", Date), Column("max_points", Float), *_stamps(),
 )
 gb_scores = Table(
     "gb_scores", metadata,
-    Column("score_id", Integer, primary_key=True), Column("asg_id", Integer, nullable=False),
+    Column("score_id", Integer, primary_key=True), Column("asg_id", BigInteger, nullable=False),
     Column("pupil_id", Integer, nullable=False), Column("points", Float), Column("letter", String(4)),
     Column("flag_missing", Boolean, nullable=False), Column("flag_late", Boolean, nullable=False),
     Column("flag_excused", Boolean, nullable=False), Column("scored_on", Date),
