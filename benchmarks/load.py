@@ -6,8 +6,9 @@ keep-alive. A parent signs in (timed apart as ``login``), then loops until the d
 the dashboard, then every child page the dashboard links, pausing ``--pause`` seconds
 between pages. Pages are measured only once every parent of every process has signed in
 (one barrier across the processes), and each parent starts at a random moment within its
-first pause, as people do, rather than all in one burst. ``--trivial`` loads ``/livez`` instead (the framework's floor). Prints one
-JSON object: latency percentiles and status counts per kind of request.
+first pause, as people do, rather than all in one burst. ``--trivial`` loads ``/livez``
+instead (the framework's floor). Prints one JSON object: latency percentiles and status
+counts per kind of request.
 
     python -m benchmarks.load --url http://127.0.0.1:8000 --parents creds.json --seconds 30 --pause 1
 """

@@ -73,7 +73,8 @@ def timed_sync(settings: Settings, mode: str, rates: dict[str, float] | None = N
     progress: dict[str, tuple[int, float]] = {}
     connector = registry.build(settings.connectors[0], settings)
     started = time.perf_counter()
-    result = run_sync(settings, connector, mode, progress=lambda stream, rows, seconds: progress.update({stream: (rows, seconds)}))
+    result = run_sync(settings, connector, mode,
+                      progress=lambda stream, rows, seconds: progress.update({stream: (rows, seconds)}))
     seconds = time.perf_counter() - started
     connector.close()
     if rates is not None:
