@@ -22,6 +22,7 @@ from gateway import access, alerts, facts, freshness
 from gateway.dbtypes import utcnow
 from gateway.facts import StudentRef
 from gateway.portal import AuditEntry
+from gateway.replica import Student
 from web import context, db, records
 
 bp = Blueprint("portal", __name__)
@@ -68,9 +69,9 @@ def decide(ref: StudentRef) -> access.Decision:
     return access.Decision.refuse("not_their_student")  # staff see records only through their consoles
 
 
-def student_of(ref: StudentRef) -> Any:
+def student_of(ref: StudentRef) -> Student | None:
     """The student's replica row, read once per request (the access rules and the page both need it)."""
-    cache: dict[StudentRef, Any] = g.setdefault("students", {})
+    cache: dict[StudentRef, Student | None] = g.setdefault("students", {})
     if ref not in cache:
         cache[ref] = facts.student_row(db.replica(), ref)
     return cache[ref]
