@@ -39,10 +39,10 @@ from benchmarks.site import database_urls, drop_databases, empty_database
 from gateway import migrate
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate, mutate
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.instance import create_missing_keys, write_config
-from gateway.records import Record
-from gateway.schema import canonical_tables
+from gateway.replica.records import Record
+from gateway.replica.schema import canonical_tables
 from gateway.settings import ConnectorSettings, Settings, load_settings
 
 TODAY = dt.date(2026, 11, 28)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.errors import ConfigError
-from gateway.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.replica.records import RECORD_TYPES, Record, Reject, Tombstone
 from gateway.settings import ConnectorSettings
 
 Item = Record | Tombstone | Reject

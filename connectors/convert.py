@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from gateway.records import Record
+from gateway.replica.records import Record
 
 Converter = Callable[[Any], Any]
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}

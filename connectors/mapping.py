@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
-from gateway.records import RECORD_TYPES
+from gateway.replica.records import RECORD_TYPES
 
 from connectors.base import StreamSpec
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from gateway.records import (
+from gateway.replica.records import (
     AssignmentRecord, CourseRecord, EnrollmentRecord, GuardianRecord, ScoreRecord, SchoolRecord,
     SectionEnrollmentRecord, SectionRecord, SectionTermRecord, StudentGuardianRecord, StudentRecord, TermRecord,
 )

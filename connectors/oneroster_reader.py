@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from gateway.records import Record, Reject, Tombstone
+from gateway.replica.records import Record, Reject, Tombstone
 
 from connectors import convert
 from connectors import oneroster as one

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import passwords
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.portal import Denial, Throttle, User, UserSession
 from gateway.settings import Settings

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import mail
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.portal import Alert
 from gateway.settings import Settings
 

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from gateway import activation, mail
 from gateway.accounts import locked_until, record_failure
 from gateway.crypto import FieldCipher, email_index
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.keys import KeyRing
 from gateway.portal import Application, TrainingSession
-from gateway.replica import Guardian, Student, StudentGuardian
-from gateway.schema import encryption_context
+from gateway.replica.tables import Guardian, Student, StudentGuardian
+from gateway.replica.schema import encryption_context
 from gateway.settings import Settings
 
 RELATIONSHIPS = ("mother", "father", "parent", "guardian", "grandparent", "other")

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text
 
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.keys import KeyRing
 from gateway.portal import AuditEntry
 

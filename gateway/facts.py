@@ -13,8 +13,8 @@ from gateway import access
 from gateway.crypto import FieldCipher, email_index
 from gateway.keys import KeyRing
 from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
-from gateway.replica import Enrollment, Guardian, Student, StudentGuardian
-from gateway.schema import encryption_context
+from gateway.replica.tables import Enrollment, Guardian, Student, StudentGuardian
+from gateway.replica.schema import encryption_context
 from gateway.settings import Settings
 
 

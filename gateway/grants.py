@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from gateway.portal import AuditEntry, PortalBase
-from gateway.replica import ReplicaBase
+from gateway.replica.tables import ReplicaBase
 
 
 def quote(identifier: str) -> str:

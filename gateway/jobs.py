@@ -13,7 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.portal import SyncJob, SyncRunRequest
 from gateway.settings import Settings

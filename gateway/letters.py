@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import activation
-from gateway.replica import Guardian, School, Student, StudentGuardian
+from gateway.replica.tables import Guardian, School, Student, StudentGuardian
 from gateway.settings import Settings
 
 LANGUAGES = ("en", "es")

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.keys import load_secret
 from gateway.settings import Settings
 

@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from gateway.accounts import end_all_sessions, find_user
 from gateway.crypto import FieldCipher, email_index, normalize_email
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.keys import KeyRing
 from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User
-from gateway.schema import encryption_context
+from gateway.replica.schema import encryption_context
 
 
 class PeopleError(GatewayError):

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from gateway.dbtypes import UtcDateTime, blind_index, encrypted, utcnow
-from gateway.replica import NAMING
+from gateway.replica.dbtypes import UtcDateTime, blind_index, encrypted, utcnow
+from gateway.replica.tables import NAMING
 
 ROLES = ("parent", "student", "staff", "it", "auditor", "admin")
 STAFF_ROLES = ("staff", "it", "auditor", "admin")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.crypto import FieldCipher
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.portal import RecoveryCode, User
 
 STEP = 30

@@ -18,12 +18,12 @@ from sqlalchemy import Connection, String, Table, any_, bindparam, delete, selec
 from sqlalchemy.dialects import postgresql
 
 from gateway.crypto import FieldCipher, email_index, row_hash
-from gateway.dbtypes import ENCRYPTED, REFERENCE
+from gateway.replica.dbtypes import ENCRYPTED, REFERENCE
 from gateway.errors import SyncRefused
 from gateway.keys import KeyRing
-from gateway.records import Record
-from gateway.sanitize import SanitizePolicy
-from gateway.schema import blind_index_sources, canonical_tables, encryption_context, hashed_columns, storage
+from gateway.replica.records import Record
+from gateway.replica.sanitize import SanitizePolicy
+from gateway.replica.schema import blind_index_sources, canonical_tables, encryption_context, hashed_columns, storage
 
 
 @dataclass

@@ -14,8 +14,8 @@ import datetime as dt
 
 from sqlalchemy import Connection, select
 
-from gateway.dbtypes import utcnow
-from gateway.replica import SyncCursor
+from gateway.replica.dbtypes import utcnow
+from gateway.replica.tables import SyncCursor
 
 
 Value = dt.datetime | int

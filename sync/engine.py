@@ -18,12 +18,12 @@ from sqlalchemy import Connection, Engine, insert, update
 
 from gateway.crypto import FieldCipher
 from gateway.db import create_rw_engine
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, SyncRefused
 from gateway.keys import load_keys
-from gateway.records import Record, Reject, Tombstone
-from gateway.replica import CANONICAL_TABLES, SyncReject, SyncRun
-from gateway.sanitize import SanitizePolicy, load_policy
+from gateway.replica.records import Record, Reject, Tombstone
+from gateway.replica.tables import CANONICAL_TABLES, SyncReject, SyncRun
+from gateway.replica.sanitize import SanitizePolicy, load_policy
 from gateway.settings import Settings
 
 from connectors.base import Connector, StreamSpec

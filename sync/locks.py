@@ -22,7 +22,7 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import LockHeld
 from gateway.portal import Lock
 

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, select, update
 
 from gateway.crypto import FieldCipher, email_index, row_hash
-from gateway.dbtypes import BLIND_INDEX, ENCRYPTED
+from gateway.replica.dbtypes import BLIND_INDEX, ENCRYPTED
 from gateway.keys import KeyRing
 from gateway.portal import PortalBase
-from gateway.replica import ReplicaBase
-from gateway.schema import encryption_context, hashed_columns, plaintext_of
+from gateway.replica.tables import ReplicaBase
+from gateway.replica.schema import encryption_context, hashed_columns, plaintext_of
 from sync.locks import Lease, sync_lock_name
 
 BATCH = 1000

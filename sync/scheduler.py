@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 from gateway import alerts, jobs
 from gateway.db import create_rw_engine, session_factory
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, LockHeld
-from gateway.freshness import last_successes
-from gateway.replica import SyncRun
+from gateway.replica.freshness import last_successes
+from gateway.replica.tables import SyncRun
 from gateway.settings import Settings, load_settings
 
 from connectors import registry

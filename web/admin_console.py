@@ -12,7 +12,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from gateway.accounts import AccountError, create_user, end_all_sessions
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.portal import User
 from web import context, db
 from web.consoles import ActionForm, role_required

@@ -15,12 +15,13 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Table, select
 
-from gateway import audit, freshness
-from gateway.dbtypes import ENCRYPTED
+from gateway import audit
+from gateway.replica import freshness
+from gateway.replica.dbtypes import ENCRYPTED
 from gateway.portal import AuditEntry, User
-from gateway.replica import SyncRun
-from gateway.sanitize import load_policy
-from gateway.schema import canonical_tables, encryption_context
+from gateway.replica.tables import SyncRun
+from gateway.replica.sanitize import load_policy
+from gateway.replica.schema import canonical_tables, encryption_context
 from web import context, db
 from web.consoles import ActionForm, role_required
 

@@ -25,9 +25,9 @@ from wtforms.validators import DataRequired, Length
 
 from gateway import accounts, activation, totp
 from gateway import guidelines as guideline_service
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.portal import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
-from gateway.replica import Guardian, Student
+from gateway.replica.tables import Guardian, Student
 from web import context, db
 
 bp = Blueprint("auth", __name__)
@@ -327,7 +327,7 @@ def _display_name(code: ActivationCode, guardian: Guardian | None) -> str:
 def _guardian_email(guardian: Guardian | None) -> str | None:
     if guardian is None or guardian.email is None:
         return None
-    from gateway.schema import encryption_context
+    from gateway.replica.schema import encryption_context
 
     return context.cipher().decrypt(guardian.email, encryption_context("guardians", "email"))
 

@@ -15,9 +15,10 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from gateway import alerts, freshness, jobs
-from gateway.dbtypes import utcnow
-from gateway.replica import SyncReject, SyncRun
+from gateway import alerts, jobs
+from gateway.replica import freshness
+from gateway.replica.dbtypes import utcnow
+from gateway.replica.tables import SyncReject, SyncRun
 from web import context, db
 from web.consoles import ActionForm, role_required
 

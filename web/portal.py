@@ -18,11 +18,12 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from gateway import access, alerts, facts, freshness
-from gateway.dbtypes import utcnow
+from gateway import access, alerts, facts
+from gateway.replica import freshness
+from gateway.replica.dbtypes import utcnow
 from gateway.facts import StudentRef
 from gateway.portal import AuditEntry
-from gateway.replica import Student
+from gateway.replica.tables import Student
 from web import context, db, records
 
 bp = Blueprint("portal", __name__)
@@ -125,7 +126,7 @@ def _name(student: Any) -> str:
 def _freshness() -> dict[str, Any]:
     """When the pages' tables were last confirmed current; each worker reuses what it read
     for FRESHNESS_REUSE_SECONDS (it changes once per sync, and is read on every page)."""
-    cache = current_app.extensions.setdefault("gateway.freshness", {"until": 0.0})
+    cache = current_app.extensions.setdefault("gateway.replica.freshness", {"until": 0.0})
     if cache["until"] > time.monotonic():
         return cache["value"]  # type: ignore[no-any-return]
     settings = context.settings()

@@ -11,7 +11,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from gateway.facts import StudentRef
-from gateway.replica import (
+from gateway.replica.tables import (
     Assignment, Attendance, School, Score, Section, SectionEnrollment, SectionTerm, Student, Term, TermGrade,
 )
 

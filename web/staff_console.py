@@ -15,7 +15,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from gateway import accounts, guidelines, people
-from gateway.dbtypes import utcnow
+from gateway.replica.dbtypes import utcnow
 from gateway.portal import Denial, SecurityReport, TerminationRequest, TrainingSession, User
 from web import context, db
 from web.consoles import ActionForm, role_required

@@ -17,7 +17,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from gateway import facts
 from gateway.facts import StudentRef
 from gateway.portal import TerminationRequest, TerminationRequestGuardian
-from gateway.replica import Guardian, StudentGuardian
+from gateway.replica.tables import Guardian, StudentGuardian
 from gateway.schoolyear import eighteenth_birthday
 from web import context, db
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
-from gateway.replica import SyncReject, SyncRun
+from gateway.replica.tables import SyncReject, SyncRun
 from gateway.settings import Settings
 
 COUNT_KEYS = ("inserted", "updated", "deleted", "unchanged", "rejected")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import UnknownPlugin
-from gateway.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.replica.records import RECORD_TYPES, Record, Reject, Tombstone
 from gateway.settings import ConnectorSettings, Settings
 from gateway.demo_sis import DemoSummary
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.records import Record, Reject, Tombstone
+from gateway.replica.records import Record, Reject, Tombstone
 
 from connectors.oneroster_csv import Bundle, BundleError
 from connectors.oneroster_reader import STREAMS, OneRosterReader

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.records import Record, Reject
+from gateway.replica.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.oneroster_csv import Bundle

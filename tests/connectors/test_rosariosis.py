@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.db import create_ro_engine
 from gateway.errors import ReadOnlyViolation
-from gateway.records import Record
+from gateway.replica.records import Record
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.mapping import load_mapping

@@ -11,7 +11,7 @@ import pytest
 from gateway.db import create_ro_engine
 from gateway.demo_sis import SENSITIVE_MARKERS, DemoSummary
 from gateway.errors import ConfigError, ReadOnlyViolation
-from gateway.records import Record, Reject
+from gateway.replica.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.mapping import load_mapping

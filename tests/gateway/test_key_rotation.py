@@ -15,8 +15,8 @@ from gateway.crypto import FieldCipher, email_index, row_hash
 from gateway.db import create_rw_engine
 from gateway.keys import load_keyring
 from gateway.portal import Application
-from gateway.replica import Guardian
-from gateway.schema import plaintext_of
+from gateway.replica.tables import Guardian
+from gateway.replica.schema import plaintext_of
 from gateway.settings import Settings
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.timezone.utc)

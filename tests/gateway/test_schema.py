@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from gateway import migrate
 from gateway.db import create_rw_engine
 from gateway.portal import PortalBase
-from gateway.replica import ReplicaBase
+from gateway.replica.tables import ReplicaBase
 from gateway.settings import Settings
 
 # Written by hand from DESIGN.md's table: the contract auditors and exports rely on.

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, select
 
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate
-from gateway.records import RECORD_TYPES
-from gateway.replica import ReplicaBase
+from gateway.replica.records import RECORD_TYPES
+from gateway.replica.tables import ReplicaBase
 from gateway.settings import ConnectorSettings, Settings
 
 DEMO_TODAY = dt.date(2026, 11, 28)
@@ -65,7 +65,7 @@ def decrypted_replica(settings: Settings) -> str:
     """Every value of every canonical table as text, encrypted columns decrypted."""
     from gateway.crypto import FieldCipher
     from gateway.keys import load_keyring
-    from gateway.schema import canonical_tables, encryption_context
+    from gateway.replica.schema import canonical_tables, encryption_context
 
     cipher = FieldCipher(load_keyring(settings, "field"))
     engine = create_rw_engine(settings.replica.url)

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate, mutate
-from gateway.replica import SyncRun
+from gateway.replica.tables import SyncRun
 from gateway.settings import Settings, load_settings
 
 from .conftest import CONNECTOR, DEMO_TODAY, replica_state

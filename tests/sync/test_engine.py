@@ -18,7 +18,7 @@ from gateway.cli import main
 from gateway.db import create_rw_engine
 from gateway.demo_sis import SENSITIVE_MARKERS, mutate
 from gateway.errors import ConfigError, LockHeld, SyncRefused
-from gateway.replica import SyncReject, SyncRun
+from gateway.replica.tables import SyncReject, SyncRun
 from gateway.settings import Settings
 
 from connectors import registry

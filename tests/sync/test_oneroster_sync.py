@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from gateway.db import create_rw_engine
-from gateway.replica import SyncReject
+from gateway.replica.tables import SyncReject
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry

@@ -5,6 +5,6 @@ from __future__ import annotations
 from alembic import context
 
 from gateway.migrate import run_migrations
-from gateway.replica import ReplicaBase
+from gateway.replica.tables import ReplicaBase
 
 run_migrations(context, ReplicaBase.metadata)

@@ -152,7 +152,7 @@ def first_report_and_run(settings: Settings) -> tuple[int, int]:
 
     from gateway.db import create_rw_engine
     from gateway.portal import SecurityReport
-    from gateway.replica import SyncRun
+    from gateway.replica.tables import SyncRun
 
     with portal_session(settings) as session:
         report_id = session.scalars(select(SecurityReport.id)).one()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.dbtypes
+import gateway.replica.dbtypes
 
 revision = '0002'
 down_revision = '0001'
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('subject', sa.String(length=255), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('created_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))
     )
     # ### end Alembic commands ###

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.dbtypes
+import gateway.replica.dbtypes
 
 revision = '0003'
 down_revision = '0002'
@@ -24,9 +24,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_recovery_tokens_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recovery_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_recovery_tokens_token_hash'))

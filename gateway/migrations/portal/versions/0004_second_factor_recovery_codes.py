@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import gateway.dbtypes
+import gateway.replica.dbtypes
 
 revision = '0004'
 down_revision = '0003'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', gateway.dbtypes.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', gateway.replica.dbtypes.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_totp_recovery_codes_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_totp_recovery_codes')),
     sa.UniqueConstraint('code_hash', name=op.f('uq_totp_recovery_codes_code_hash'))

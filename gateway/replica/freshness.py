@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.replica import SyncRun
+from gateway.replica.tables import SyncRun
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Column, Table
 
 from gateway.crypto import FieldCipher
-from gateway.dbtypes import BLIND_INDEX, ENCRYPTED, LINEAGE, PLAIN, REFERENCE
-from gateway.replica import CANONICAL_TABLES, ReplicaBase
+from gateway.replica.dbtypes import BLIND_INDEX, ENCRYPTED, LINEAGE, PLAIN, REFERENCE
+from gateway.replica.tables import CANONICAL_TABLES, ReplicaBase
 
 STORAGE_CLASSES = (PLAIN, ENCRYPTED, BLIND_INDEX, LINEAGE, REFERENCE)
 

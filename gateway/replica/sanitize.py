@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from gateway.dbtypes import ENCRYPTED, PLAIN
+from gateway.replica.dbtypes import ENCRYPTED, PLAIN
 from gateway.errors import ConfigError
-from gateway.schema import canonical_tables, storage
+from gateway.replica.schema import canonical_tables, storage
 
 DROP = "drop"
 

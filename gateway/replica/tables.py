@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-from gateway.dbtypes import LINEAGE, UtcDateTime, blind_index, encrypted, plain, reference_id, reference_source_id
+from gateway.replica.dbtypes import LINEAGE, UtcDateTime, blind_index, encrypted, plain, reference_id, reference_source_id
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
