@@ -26,12 +26,13 @@ from pathlib import Path
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.orm import Session
 
-from gateway import activation, guidelines, migrate
-from gateway.accounts import create_user
+from gateway import migrate
+from gateway.portal import activation, guidelines
+from gateway.portal.accounts import create_user
 from gateway.db import create_rw_engine
 from gateway.demo_sis import generate
 from gateway.instance import create_missing_keys, write_config
-from gateway.portal import UserStudent
+from gateway.portal.models import UserStudent
 from gateway.settings import Settings, load_settings
 
 TODAY = dt.date(2026, 11, 28)

@@ -36,7 +36,7 @@ from benchmarks import load
 from benchmarks.site import Site, build_site, drop_databases, gateway_command, served
 from gateway.db import create_rw_engine
 from gateway.demo_sis import mutate
-from gateway.portal import AuditEntry
+from gateway.portal.models import AuditEntry
 
 # Each reference the portal follows, as (table, column, referenced table): none may dangle.
 REFERENCES = [("student_guardians", "student_source_id", "students"), ("student_guardians", "guardian_source_id", "guardians"),

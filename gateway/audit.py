@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 
 from gateway.replica.dbtypes import utcnow
 from gateway.keys import KeyRing
-from gateway.portal import AuditEntry
+from gateway.portal.models import AuditEntry
 
 GENESIS = "0" * 64
 ADVISORY_LOCK_ID = 0x6761_7564  # "gaud": one chain per portal database

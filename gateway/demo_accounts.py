@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway import activation, guidelines, totp
-from gateway.accounts import create_user
+from gateway import totp
+from gateway.portal import activation, guidelines
+from gateway.portal.accounts import create_user
 from gateway.crypto import FieldCipher
 from gateway.keys import load_keyring
-from gateway.portal import TerminationRequest, User, UserStudent
-from gateway.schoolyear import eighteenth_birthday
+from gateway.portal.models import TerminationRequest, User, UserStudent
+from gateway.portal.schoolyear import eighteenth_birthday
 from gateway.settings import Settings
 
 STAFF_ROLES = (("admin", "Portal administrator"), ("staff", "Student Accounting"), ("it", "IT operations"),

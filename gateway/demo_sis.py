@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table
 
 from gateway import demo_sis_schema as s
-from gateway.schoolyear import SchoolYear, school_year_containing
+from gateway.portal.schoolyear import SchoolYear, school_year_containing
 
 SENSITIVE_MARKERS = ("900-", "DEMOHASH", "MEDICAL-DEMO", "DISCIPLINE-DEMO", "COUNSEL-DEMO")
 GRADES = ("K", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from gateway.portal import AuditEntry, PortalBase
+from gateway.portal.models import AuditEntry, PortalBase
 from gateway.replica.tables import ReplicaBase
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from gateway.crypto import FieldCipher
 from gateway.replica.dbtypes import utcnow
-from gateway.portal import RecoveryCode, User
+from gateway.portal.models import RecoveryCode, User
 
 STEP = 30
 DIGITS = 6

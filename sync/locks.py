@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import LockHeld
-from gateway.portal import Lock
+from gateway.portal.models import Lock
 
 
 def sync_lock_name(connector: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, s
 from gateway.crypto import FieldCipher, email_index, row_hash
 from gateway.replica.dbtypes import BLIND_INDEX, ENCRYPTED
 from gateway.keys import KeyRing
-from gateway.portal import PortalBase
+from gateway.portal.models import PortalBase
 from gateway.replica.tables import ReplicaBase
 from gateway.replica.schema import encryption_context, hashed_columns, plaintext_of
 from sync.locks import Lease, sync_lock_name

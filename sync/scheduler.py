@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import alerts, jobs
+from gateway.portal import alerts, jobs
 from gateway.db import create_rw_engine, session_factory
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, LockHeld

@@ -11,9 +11,9 @@ from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from gateway.accounts import AccountError, create_user, end_all_sessions
+from gateway.portal.accounts import AccountError, create_user, end_all_sessions
 from gateway.replica.dbtypes import utcnow
-from gateway.portal import User
+from gateway.portal.models import User
 from web import context, db
 from web.consoles import ActionForm, role_required
 

@@ -11,7 +11,7 @@ from wtforms import DateField, EmailField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
-from gateway import applications
+from gateway.portal import applications
 from web import context, db
 
 bp = Blueprint("apply", __name__)

@@ -18,7 +18,7 @@ from sqlalchemy import Table, select
 from gateway import audit
 from gateway.replica import freshness
 from gateway.replica.dbtypes import ENCRYPTED
-from gateway.portal import AuditEntry, User
+from gateway.portal.models import AuditEntry, User
 from gateway.replica.tables import SyncRun
 from gateway.replica.sanitize import load_policy
 from gateway.replica.schema import canonical_tables, encryption_context

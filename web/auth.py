@@ -23,10 +23,11 @@ from werkzeug.exceptions import HTTPException
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway import accounts, activation, totp
-from gateway import guidelines as guideline_service
+from gateway import totp
+from gateway.portal import accounts, activation
+from gateway.portal import guidelines as guideline_service
 from gateway.replica.dbtypes import utcnow
-from gateway.portal import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
+from gateway.portal.models import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
 from gateway.replica.tables import Guardian, Student
 from web import context, db
 

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway import alerts, applications, letters
-from gateway.portal import Application, SecurityReport
+from gateway.portal import alerts, applications, letters
+from gateway.portal.models import Application, SecurityReport
 from web import context, db
 from web import letters as letter_pages
 

@@ -12,8 +12,8 @@ from flask_login import UserMixin, current_user
 from gateway import audit
 from gateway.crypto import FieldCipher
 from gateway.keys import Keys
-from gateway.portal import User
-from gateway.schoolyear import local_today
+from gateway.portal.models import User
+from gateway.portal.schoolyear import local_today
 from gateway.settings import Settings
 from web import db
 

@@ -15,7 +15,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from gateway import alerts, jobs
+from gateway.portal import alerts, jobs
 from gateway.replica import freshness
 from gateway.replica.dbtypes import utcnow
 from gateway.replica.tables import SyncReject, SyncRun

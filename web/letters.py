@@ -12,7 +12,7 @@ from babel.dates import format_date
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from gateway.letters import Letter
+from gateway.portal.letters import Letter
 from gateway.settings import Settings
 
 HERE = Path(__file__).parent

@@ -18,11 +18,11 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from gateway import access, alerts, facts
+from gateway.portal import access, alerts, facts
 from gateway.replica import freshness
 from gateway.replica.dbtypes import utcnow
-from gateway.facts import StudentRef
-from gateway.portal import AuditEntry
+from gateway.portal.facts import StudentRef
+from gateway.portal.models import AuditEntry
 from gateway.replica.tables import Student
 from web import context, db, records
 

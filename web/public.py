@@ -20,7 +20,7 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/help")
 def help() -> ResponseReturnValue:
-    from gateway import guidelines
+    from gateway.portal import guidelines
 
     version = guidelines.current(db.portal())
     return render_template("help.html", guidelines=version.body if version else guidelines.DEFAULT_GUIDELINES)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from gateway.facts import StudentRef
+from gateway.portal.facts import StudentRef
 from gateway.replica.tables import (
     Assignment, Attendance, School, Score, Section, SectionEnrollment, SectionTerm, Student, Term, TermGrade,
 )

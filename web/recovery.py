@@ -10,8 +10,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway import recovery
-from gateway.accounts import AccountError
+from gateway.portal import recovery
+from gateway.portal.accounts import AccountError
 from web import context, db
 
 bp = Blueprint("recovery", __name__)

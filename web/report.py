@@ -11,8 +11,8 @@ from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from gateway import alerts
-from gateway.portal import SecurityReport
+from gateway.portal import alerts
+from gateway.portal.models import SecurityReport
 from web import context, db
 
 bp = Blueprint("report", __name__)

@@ -14,9 +14,9 @@ from wtforms import DateField, DateTimeLocalField, SelectField, StringField, Tex
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
-from gateway import accounts, guidelines, people
+from gateway.portal import accounts, guidelines, people
 from gateway.replica.dbtypes import utcnow
-from gateway.portal import Denial, SecurityReport, TerminationRequest, TrainingSession, User
+from gateway.portal.models import Denial, SecurityReport, TerminationRequest, TrainingSession, User
 from web import context, db
 from web.consoles import ActionForm, role_required
 

@@ -14,11 +14,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from gateway import facts
-from gateway.facts import StudentRef
-from gateway.portal import TerminationRequest, TerminationRequestGuardian
+from gateway.portal import facts
+from gateway.portal.facts import StudentRef
+from gateway.portal.models import TerminationRequest, TerminationRequestGuardian
 from gateway.replica.tables import Guardian, StudentGuardian
-from gateway.schoolyear import eighteenth_birthday
+from gateway.portal.schoolyear import eighteenth_birthday
 from web import context, db
 
 bp = Blueprint("student", __name__)

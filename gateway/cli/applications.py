@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 from sqlalchemy.orm import Session
 
-from gateway import applications as service
+from gateway.portal import applications as service
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.crypto import FieldCipher
 from gateway.db import create_ro_engine, create_rw_engine
 from gateway.keys import load_keyring
-from gateway.portal import Application
+from gateway.portal.models import Application
 
 
 def register(group: click.Group) -> None:

@@ -13,7 +13,7 @@ from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
 from gateway.keys import load_keyring
-from gateway.portal import AuditEntry
+from gateway.portal.models import AuditEntry
 
 
 def register(group: click.Group) -> None:

@@ -8,7 +8,7 @@ import logging
 import click
 from sqlalchemy.orm import Session
 
-from gateway import jobs as job_service
+from gateway.portal import jobs as job_service
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine, session_factory
 from gateway.settings import Settings

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from gateway import accounts, activation, guidelines, people
+from gateway.portal import accounts, activation, guidelines, people
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.errors import ConfigError
 from gateway.keys import load_keyring
-from gateway.portal import ROLES
+from gateway.portal.models import ROLES
 from gateway.settings import Settings
 
 source_option = click.option("--source-system", help="The SIS's source system (default: the only connector's).")
@@ -182,7 +182,7 @@ def letters(ctx: Context, school: str | None, grade: str | None, students: tuple
             out_dir: Path, as_json: bool) -> None:
     """Print activation letters (one page per guardian-student link) to an HTML file in OUT."""
     from gateway.db import create_ro_engine
-    from gateway.letters import issue_letters, select_students
+    from gateway.portal.letters import issue_letters, select_students
     from web.letters import render
 
     if not (school or grade or students):

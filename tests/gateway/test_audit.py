@@ -12,7 +12,7 @@ from sqlalchemy import delete, update
 from gateway import audit
 from gateway.db import create_rw_engine
 from gateway.keys import load_keyring
-from gateway.portal import AuditEntry
+from gateway.portal.models import AuditEntry
 from gateway.settings import Settings
 
 

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import accounts, activation, guidelines
+from gateway.portal import accounts, activation, guidelines
 from gateway.cli import main
 from gateway.crypto import email_index
 from gateway.db import create_rw_engine
 from gateway.keys import load_keyring
-from gateway.portal import TerminationRequest
+from gateway.portal.models import TerminationRequest
 from gateway.settings import Settings
 
 GOOD = "velvet tram gallops past nine lanterns"

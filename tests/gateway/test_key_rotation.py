@@ -14,7 +14,7 @@ from gateway.cli import main
 from gateway.crypto import FieldCipher, email_index, row_hash
 from gateway.db import create_rw_engine
 from gateway.keys import load_keyring
-from gateway.portal import Application
+from gateway.portal.models import Application
 from gateway.replica.tables import Guardian
 from gateway.replica.schema import plaintext_of
 from gateway.settings import Settings
@@ -142,8 +142,8 @@ def test_an_audit_key_rotation_starts_a_new_segment_that_still_verifies(instance
 
 
 def test_a_denial_by_email_still_matches_after_the_blind_index_key_rotates(instance: Settings, cli: CliRunner) -> None:
-    from gateway import people
-    from gateway.activation import is_denied
+    from gateway.portal import people
+    from gateway.portal.activation import is_denied
 
     with Session(create_rw_engine(instance.portal.url)) as session:
         people.deny(session, FieldCipher(load_keyring(instance, "field")), load_keyring(instance, "blind_index"),

@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from gateway import migrate
 from gateway.db import create_rw_engine
-from gateway.portal import PortalBase
+from gateway.portal.models import PortalBase
 from gateway.replica.tables import ReplicaBase
 from gateway.settings import Settings
 

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import jobs
+from gateway.portal import jobs
 from gateway.db import create_rw_engine
 from gateway.errors import UnknownPlugin
 from gateway.mail import outbox_messages
-from gateway.portal import Alert
+from gateway.portal.models import Alert
 from gateway.settings import Settings, load_settings
 
 from .conftest import CONNECTOR

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from gateway.db import create_rw_engine
 from gateway.errors import LockHeld
-from gateway.portal import Lock
+from gateway.portal.models import Lock
 from gateway.settings import Settings
 from sync.locks import Lease
 

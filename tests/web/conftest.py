@@ -15,10 +15,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
-from gateway import activation
+from gateway.portal import activation
 from gateway.db import create_rw_engine
 from gateway.demo_sis import DemoSummary, generate
-from gateway.portal import UserStudent
+from gateway.portal.models import UserStudent
 from gateway.settings import Settings, load_settings
 
 PASSWORD = "correct horse battery staple lamp"
@@ -105,7 +105,7 @@ def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
 
 
 def set_activation_date(settings: Settings, username: str, when: dt.date) -> None:
-    from gateway.portal import User
+    from gateway.portal.models import User
 
     with portal_session(settings) as session:
         user_id = session.scalars(select(User.id).where(User.username == username)).one()
@@ -133,7 +133,7 @@ def parent_client(district_app: Flask, district: tuple[Settings, DemoSummary]) -
 
 def create_staff(settings: Settings, username: str, role: str) -> None:
     """A staff-role account with the test password; it enrols its second factor at first sign-in."""
-    from gateway.accounts import create_user
+    from gateway.portal.accounts import create_user
 
     with portal_session(settings) as session:
         create_user(session, settings, username=username, password=PASSWORD, role=role, display_name=f"Demo {role}")

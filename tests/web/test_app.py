@@ -75,7 +75,7 @@ def test_two_workers_portal_transactions_on_sqlite_wait_for_each_other_instead_o
     from sqlalchemy import func, insert, select
 
     from gateway.replica.dbtypes import utcnow
-    from gateway.portal import Throttle
+    from gateway.portal.models import Throttle
 
     factory = app.extensions["gateway.db"]["portal"]
     first, second = factory(), factory()  # two connections, as two gunicorn workers have

@@ -94,13 +94,13 @@ def test_applications_are_throttled_so_they_cannot_probe_birth_dates(district_ap
     statuses = [apply(district_app, number, f"2015-01-{day:02d}", f"probe{day}@example.org") for day in range(1, 12)]
     assert statuses[:9] == [200] * 9 and set(statuses[9:]) == {400}
     with portal_session(settings) as session:
-        from gateway.applications import pending
+        from gateway.portal.applications import pending
 
         assert len(pending(session)) == 9
 
 
 def test_the_application_page_recommends_training_and_lists_sessions(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
-    from gateway.portal import TrainingSession
+    from gateway.portal.models import TrainingSession
 
     with portal_session(district[0]) as session:
         session.add(TrainingSession(title="Portal basics", location="Library, Riverbend High",

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from gateway import totp
 from gateway.demo_sis import DemoSummary
-from gateway.portal import PortalBase
+from gateway.portal.models import PortalBase
 from gateway.settings import Settings
 
 from .conftest import PASSWORD, csrf, login, portal_session, staff_client
@@ -89,7 +89,7 @@ def test_recovery_codes_each_work_once(district_app: Flask, district: tuple[Sett
     settings = district[0]
     client = district_app.test_client()
     with portal_session(settings) as session:
-        from gateway.accounts import create_user
+        from gateway.portal.accounts import create_user
 
         create_user(session, settings, username="lost.phone", password=PASSWORD, role="auditor", display_name="A")
         session.commit()
@@ -251,10 +251,10 @@ def test_an_admin_adds_a_staff_account_that_enrols_its_own_second_factor(distric
 def test_staff_reject_an_application_with_a_reason(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
     import datetime as dt
 
-    from gateway import applications
+    from gateway.portal import applications
     from gateway.crypto import FieldCipher
     from gateway.keys import load_keyring
-    from gateway.portal import Application
+    from gateway.portal.models import Application
 
     settings = district[0]
     with portal_session(settings) as session:

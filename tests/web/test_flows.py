@@ -49,7 +49,7 @@ def test_a_parent_cannot_see_another_childs_records(parent_client: Callable[[str
 def test_a_security_report_reaches_staff_and_is_acknowledged(parent_client, district: tuple[Settings, DemoSummary]) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from gateway.portal import Alert, SecurityReport
+    from gateway.portal.models import Alert, SecurityReport
 
     from .conftest import csrf, portal_session
 

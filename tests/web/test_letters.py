@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.demo_sis import DemoSummary
-from gateway.portal import User
+from gateway.portal.models import User
 from gateway.settings import Settings
 
 from .conftest import accept_guidelines, activate, csrf, portal_session, staff_client

@@ -13,8 +13,8 @@ from sqlalchemy import update
 
 from gateway.demo_sis import DemoSummary
 from gateway.mail import outbox_messages
-from gateway.portal import RecoveryToken
-from gateway.recovery import GENERIC_ANSWER
+from gateway.portal.models import RecoveryToken
+from gateway.portal.recovery import GENERIC_ANSWER
 from gateway.settings import Settings
 
 from .conftest import csrf, login, portal_session
@@ -68,7 +68,7 @@ def test_an_expired_link_is_refused(parent_client: Callable[[str, str], FlaskCli
 
 def test_a_username_reminder_lists_the_accounts_of_that_email(parent_client: Callable[[str, str], FlaskClient],
                                                               district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
-    from gateway.portal import User
+    from gateway.portal.models import User
     from sqlalchemy import select
 
     parent_client("transfer", "remember.me")

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from gateway.demo_sis import DemoSummary
-from gateway.portal import Denial, UserSession
+from gateway.portal.models import Denial, UserSession
 from gateway.settings import Settings
 
 from .conftest import PASSWORD, activate, csrf, issue_code, login, portal_session
@@ -117,7 +117,7 @@ def test_a_denied_person_cannot_redeem_a_code(district_app: Flask, district: tup
 
 
 def test_expired_and_reused_codes_are_refused_with_a_clear_message(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
-    from gateway.portal import ActivationCode
+    from gateway.portal.models import ActivationCode
 
     settings, summary = district
     info = summary.cases["transfer"]

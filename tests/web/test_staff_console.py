@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from gateway.demo_sis import DemoSummary
-from gateway.portal import SecurityReport, User
+from gateway.portal.models import SecurityReport, User
 from gateway.settings import Settings
 
 from .conftest import PASSWORD, csrf, login, portal_session, staff_client

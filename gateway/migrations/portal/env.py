@@ -5,6 +5,6 @@ from __future__ import annotations
 from alembic import context
 
 from gateway.migrate import run_migrations
-from gateway.portal import PortalBase
+from gateway.portal.models import PortalBase
 
 run_migrations(context, PortalBase.metadata)

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from gateway import recovery
+from gateway.portal import recovery
 from gateway.demo_sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.settings import Settings
@@ -151,7 +151,7 @@ def first_report_and_run(settings: Settings) -> tuple[int, int]:
     from sqlalchemy.orm import Session
 
     from gateway.db import create_rw_engine
-    from gateway.portal import SecurityReport
+    from gateway.portal.models import SecurityReport
     from gateway.replica.tables import SyncRun
 
     with portal_session(settings) as session:

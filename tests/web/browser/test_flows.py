@@ -200,7 +200,7 @@ def focus_by_tab(page: Any, selector: str, limit: int = 60) -> None:
 
 
 def test_every_record_view_in_the_browser_is_audited(page: Any, district: tuple[Settings, DemoSummary]) -> None:
-    from gateway.portal import AuditEntry
+    from gateway.portal.models import AuditEntry
 
     settings, summary = district
     case = summary.cases["siblings"]

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from gateway import mail
 from gateway.replica.dbtypes import utcnow
-from gateway.portal import Alert
+from gateway.portal.models import Alert
 from gateway.settings import Settings
 
 

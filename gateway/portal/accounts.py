@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from gateway import passwords
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal import Denial, Throttle, User, UserSession
+from gateway.portal.models import Denial, Throttle, User, UserSession
 from gateway.settings import Settings
 
 TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this often

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.schoolyear import SchoolYear, eighteenth_birthday, school_year_containing
+from gateway.portal.schoolyear import SchoolYear, eighteenth_birthday, school_year_containing
 
 ACCOUNT_DENIED = "account_denied"
 NO_PORTAL_ACCESS = "no_portal_access"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.portal import GuidelineAcceptance, GuidelineVersion
+from gateway.portal.models import GuidelineAcceptance, GuidelineVersion
 
 DEFAULT_GUIDELINES = """\
 By using the Parent & Student Portal you agree to these guidelines:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal import SyncJob, SyncRunRequest
+from gateway.portal.models import SyncJob, SyncRunRequest
 from gateway.settings import Settings
 
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import access
+from gateway.portal import access
 from gateway.crypto import FieldCipher, email_index
 from gateway.keys import KeyRing
-from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
+from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
 from gateway.replica.tables import Enrollment, Guardian, Student, StudentGuardian
 from gateway.replica.schema import encryption_context
 from gateway.settings import Settings

@@ -7,12 +7,12 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.accounts import end_all_sessions, find_user
+from gateway.portal.accounts import end_all_sessions, find_user
 from gateway.crypto import FieldCipher, email_index, normalize_email
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.keys import KeyRing
-from gateway.portal import Denial, TerminationRequest, TerminationRequestGuardian, User
+from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User
 from gateway.replica.schema import encryption_context
 
 

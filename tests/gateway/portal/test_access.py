@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.access import Decision, Enrolment, Link, ParentFacts, Policy, Termination, parent_access, student_access
+from gateway.portal.access import Decision, Enrolment, Link, ParentFacts, Policy, Termination, parent_access, student_access
 
 D = dt.date
 POLICY = Policy()

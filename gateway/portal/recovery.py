@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import mail
-from gateway.accounts import (AccountError, end_all_sessions, find_user, locked_until, record_failure, token_hash)
+from gateway.portal.accounts import (AccountError, end_all_sessions, find_user, locked_until, record_failure, token_hash)
 from gateway.replica.dbtypes import utcnow
 from gateway.passwords import hasher_for, problems
-from gateway.portal import RecoveryToken, User
+from gateway.portal.models import RecoveryToken, User
 from gateway.settings import Settings
 
 GENERIC_ANSWER = ("If an account matches, a message is on its way to the email address on file. "

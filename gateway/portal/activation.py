@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal import ActivationCode, Denial, User, UserStudent
+from gateway.portal.models import ActivationCode, Denial, User, UserStudent
 from gateway.settings import Settings
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

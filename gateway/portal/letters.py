@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import activation
+from gateway.portal import activation
 from gateway.replica.tables import Guardian, School, Student, StudentGuardian
 from gateway.settings import Settings
 

@@ -1,7 +1,7 @@
 """The access rules against an independent oracle, over random dates (Hypothesis).
 
 The oracle is written straight from POLICY-CASES.md by a different route than
-gateway/access.py: it never computes the 18th birthday, it asks "was the student 18 on
+gateway/portal/access.py: it never computes the 18th birthday, it asks "was the student 18 on
 this day?" by comparing (month, day) pairs, and finds the school year from the month.
 """
 
@@ -12,7 +12,7 @@ import datetime as dt
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.access import Enrolment, Link, ParentFacts, Policy, Termination, parent_access
+from gateway.portal.access import Enrolment, Link, ParentFacts, Policy, Termination, parent_access
 
 DAYS = st.dates(min_value=dt.date(1995, 1, 1), max_value=dt.date(2035, 12, 31))
 
