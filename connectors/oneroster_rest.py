@@ -24,7 +24,7 @@ from requests_oauthlib import OAuth1
 from urllib3.util.retry import Retry
 
 from gateway.errors import ConfigError, GatewayError
-from gateway.keys import env_var, load_secret
+from gateway.security.keys import env_var, load_secret
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.base import checked_options, guardian_portal_access

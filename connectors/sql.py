@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.db import create_ro_engine
 from gateway.errors import ConfigError, GatewayError, MissingSecret
-from gateway.keys import env_var, load_secret
+from gateway.security.keys import env_var, load_secret
 from gateway.replica.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings, check_database_url
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import check_database_url
-from gateway.sqlguard import check_read_only
+from gateway.security.sqlguard import check_read_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -53,7 +53,7 @@ def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
 
 
 def install_statement_guard(engine: Engine) -> None:
-    """Check every statement before it is sent (see ``gateway.sqlguard``)."""
+    """Check every statement before it is sent (see ``gateway.security.sqlguard``)."""
 
     @event.listens_for(engine, "before_cursor_execute")
     def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

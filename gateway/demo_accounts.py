@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway import totp
+from gateway.security import totp
 from gateway.portal import activation, guidelines
 from gateway.portal.accounts import create_user
-from gateway.crypto import FieldCipher
-from gateway.keys import load_keyring
+from gateway.security.crypto import FieldCipher
+from gateway.security.keys import load_keyring
 from gateway.portal.models import TerminationRequest, User, UserStudent
 from gateway.portal.schoolyear import eighteenth_birthday
 from gateway.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.keys import KEY_KINDS, KeyRing, secret_path, write_keyring
+from gateway.security.keys import KEY_KINDS, KeyRing, secret_path, write_keyring
 from gateway.settings import Settings
 
 CONFIG_NAME = "gateway.toml"

@@ -11,7 +11,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from gateway.replica.dbtypes import utcnow
-from gateway.keys import load_secret
+from gateway.security.keys import load_secret
 from gateway.settings import Settings
 
 

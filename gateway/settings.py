@@ -2,7 +2,7 @@
 
 ``load_settings()`` validates everything at start-up into frozen dataclasses; nothing
 reads configuration at import time. Secrets are not settings: they come from the
-environment or key files (see ``gateway.keys``) and never have defaults.
+environment or key files (see ``gateway.security.keys``) and never have defaults.
 """
 
 from __future__ import annotations

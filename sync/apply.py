@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, String, Table, any_, bindparam, delete, select
 from sqlalchemy.dialects import postgresql
 
-from gateway.crypto import FieldCipher, email_index, row_hash
+from gateway.security.crypto import FieldCipher, email_index, row_hash
 from gateway.replica.dbtypes import ENCRYPTED, REFERENCE
 from gateway.errors import SyncRefused
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 from gateway.replica.records import Record
 from gateway.replica.sanitize import SanitizePolicy
 from gateway.replica.schema import blind_index_sources, canonical_tables, encryption_context, hashed_columns, storage

@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, update
 
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, SyncRefused
-from gateway.keys import load_keys
+from gateway.security.keys import load_keys
 from gateway.replica.records import Record, Reject, Tombstone
 from gateway.replica.tables import CANONICAL_TABLES, SyncReject, SyncRun
 from gateway.replica.sanitize import SanitizePolicy, load_policy

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, select, update
 
-from gateway.crypto import FieldCipher, email_index, row_hash
+from gateway.security.crypto import FieldCipher, email_index, row_hash
 from gateway.replica.dbtypes import BLIND_INDEX, ENCRYPTED
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 from gateway.portal.models import PortalBase
 from gateway.replica.tables import ReplicaBase
 from gateway.replica.schema import encryption_context, hashed_columns, plaintext_of

@@ -11,7 +11,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.keys import load_keys
+from gateway.security.keys import load_keys
 from gateway.settings import Settings, load_settings
 from web import (admin_console, apply, audit_console, auth, consoles, db, errors, headers, i18n, inputs, it_console,
                  portal, public, recovery, report, staff_console, student)
@@ -42,7 +42,7 @@ def create_app(config: Settings | None = None) -> Flask:
 
 def _configure(app: Flask, settings: Settings) -> None:
     keys = load_keys(settings)
-    app.extensions["gateway.keys"] = keys
+    app.extensions["gateway.security.keys"] = keys
     ring = keys.flask
     secure = settings.web.public_url.startswith("https://")
     app.config.update(

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Table, select
 
-from gateway import audit
+from gateway.security import audit
 from gateway.replica import freshness
 from gateway.replica.dbtypes import ENCRYPTED
 from gateway.portal.models import AuditEntry, User

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway import totp
+from gateway.security import totp
 from gateway.portal import accounts, activation
 from gateway.portal import guidelines as guideline_service
 from gateway.replica.dbtypes import utcnow

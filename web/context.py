@@ -9,9 +9,9 @@ from typing import Any
 from flask import current_app, request
 from flask_login import UserMixin, current_user
 
-from gateway import audit
-from gateway.crypto import FieldCipher
-from gateway.keys import Keys
+from gateway.security import audit
+from gateway.security.crypto import FieldCipher
+from gateway.security.keys import Keys
 from gateway.portal.models import User
 from gateway.portal.schoolyear import local_today
 from gateway.settings import Settings
@@ -23,7 +23,7 @@ def settings() -> Settings:
 
 
 def keys() -> Keys:
-    return current_app.extensions["gateway.keys"]  # type: ignore[no-any-return]
+    return current_app.extensions["gateway.security.keys"]  # type: ignore[no-any-return]
 
 
 def cipher() -> FieldCipher:

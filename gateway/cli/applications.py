@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session
 
 from gateway.portal import applications as service
 from gateway.cli import Context, emit, json_option, pass_context
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.db import create_ro_engine, create_rw_engine
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import Application
 
 

@@ -8,11 +8,11 @@ import json
 import click
 from sqlalchemy import select
 
-from gateway import audit
+from gateway.security import audit
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import AuditEntry
 
 

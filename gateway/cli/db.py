@@ -6,7 +6,8 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from gateway import grants, migrate
+from gateway import migrate
+from gateway.security import grants
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.settings import Settings

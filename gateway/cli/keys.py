@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from gateway import audit
+from gateway.security import audit
 from gateway.cli import Context, emit, json_option, pass_context
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
-from gateway.keys import KEY_KINDS, KeyRing, load_keyring, write_keyring
+from gateway.security.keys import KEY_KINDS, KeyRing, load_keyring, write_keyring
 from gateway.settings import Settings
 
 

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from gateway.portal import accounts, activation, guidelines, people
 from gateway.cli import Context, emit, json_option, pass_context
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.errors import ConfigError
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import ROLES
 from gateway.settings import Settings
 

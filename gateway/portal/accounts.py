@@ -18,7 +18,7 @@ from sqlalchemy import Exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import passwords
+from gateway.security import passwords
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.portal.models import Denial, Throttle, User, UserSession

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from gateway import mail
 from gateway.portal import activation
 from gateway.portal.accounts import locked_until, record_failure
-from gateway.crypto import FieldCipher, email_index
+from gateway.security.crypto import FieldCipher, email_index
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 from gateway.portal.models import Application, TrainingSession
 from gateway.replica.tables import Guardian, Student, StudentGuardian
 from gateway.replica.schema import encryption_context

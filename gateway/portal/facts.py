@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.portal import access
-from gateway.crypto import FieldCipher, email_index
-from gateway.keys import KeyRing
+from gateway.security.crypto import FieldCipher, email_index
+from gateway.security.keys import KeyRing
 from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
 from gateway.replica.tables import Enrollment, Guardian, Student, StudentGuardian
 from gateway.replica.schema import encryption_context

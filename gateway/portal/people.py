@@ -8,10 +8,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.portal.accounts import end_all_sessions, find_user
-from gateway.crypto import FieldCipher, email_index, normalize_email
+from gateway.security.crypto import FieldCipher, email_index, normalize_email
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User
 from gateway.replica.schema import encryption_context
 

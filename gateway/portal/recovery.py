@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from gateway import mail
 from gateway.portal.accounts import (AccountError, end_all_sessions, find_user, locked_until, record_failure, token_hash)
 from gateway.replica.dbtypes import utcnow
-from gateway.passwords import hasher_for, problems
+from gateway.security.passwords import hasher_for, problems
 from gateway.portal.models import RecoveryToken, User
 from gateway.settings import Settings
 

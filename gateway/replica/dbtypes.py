@@ -47,7 +47,7 @@ def plain(*args: Any, **kwargs: Any) -> MappedColumn[Any]:
 
 
 def encrypted() -> MappedColumn[Any]:
-    """A column stored only as an AES-GCM token (see ``gateway.crypto``)."""
+    """A column stored only as an AES-GCM token (see ``gateway.security.crypto``)."""
     return mapped_column(Text, nullable=True, info={"storage": ENCRYPTED})
 
 

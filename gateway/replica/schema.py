@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Column, Table
 
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.replica.dbtypes import BLIND_INDEX, ENCRYPTED, LINEAGE, PLAIN, REFERENCE
 from gateway.replica.tables import CANONICAL_TABLES, ReplicaBase
 

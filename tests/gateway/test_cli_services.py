@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from gateway.portal import accounts, activation, guidelines
 from gateway.cli import main
-from gateway.crypto import email_index
+from gateway.security.crypto import email_index
 from gateway.db import create_rw_engine
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import TerminationRequest
 from gateway.settings import Settings
 

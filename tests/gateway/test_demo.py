@@ -51,7 +51,7 @@ def test_a_demo_it_login_reaches_the_it_console_with_its_totp_secret(tmp_path: P
     import re
     import time
 
-    from gateway import totp
+    from gateway.security import totp
     from gateway.settings import load_settings
     from web import create_app
 

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway.security import audit
 from gateway.cli import main
-from gateway.crypto import FieldCipher, email_index, row_hash
+from gateway.security.crypto import FieldCipher, email_index, row_hash
 from gateway.db import create_rw_engine
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import Application
 from gateway.replica.tables import Guardian
 from gateway.replica.schema import plaintext_of
@@ -75,7 +75,7 @@ def test_field_values_read_back_after_rotation_and_after_the_old_key_is_deleted(
 def test_pruning_the_field_key_before_rewriting_is_refused(instance: Settings, cli: CliRunner) -> None:
     seed(instance)
     ring = load_keyring(instance, "field").rotated()
-    from gateway.keys import write_keyring
+    from gateway.security.keys import write_keyring
 
     write_keyring(instance, ring)  # a new key, but nothing rewritten yet
     result = cli.invoke(main, ["--config", str(instance.config_path), "keys", "prune", "field"])

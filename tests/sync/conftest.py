@@ -63,8 +63,8 @@ def replica_state(settings: Settings) -> dict[str, dict[str, str]]:
 
 def decrypted_replica(settings: Settings) -> str:
     """Every value of every canonical table as text, encrypted columns decrypted."""
-    from gateway.crypto import FieldCipher
-    from gateway.keys import load_keyring
+    from gateway.security.crypto import FieldCipher
+    from gateway.security.keys import load_keyring
     from gateway.replica.schema import canonical_tables, encryption_context
 
     cipher = FieldCipher(load_keyring(settings, "field"))

@@ -144,7 +144,7 @@ def staff_client(app: Flask, settings: Settings, username: str, role: str) -> tu
     """A staff-role account signed in with its second factor (enrolled on the way); returns its TOTP key."""
     import time
 
-    from gateway import totp
+    from gateway.security import totp
 
     create_staff(settings, username, role)
     client = app.test_client()

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from gateway import totp
+from gateway.security import totp
 from gateway.demo_sis import DemoSummary
 from gateway.portal.models import PortalBase
 from gateway.settings import Settings
@@ -252,8 +252,8 @@ def test_staff_reject_an_application_with_a_reason(district_app: Flask, district
     import datetime as dt
 
     from gateway.portal import applications
-    from gateway.crypto import FieldCipher
-    from gateway.keys import load_keyring
+    from gateway.security.crypto import FieldCipher
+    from gateway.security.keys import load_keyring
     from gateway.portal.models import Application
 
     settings = district[0]

@@ -127,7 +127,7 @@ def sign_out(page: Any) -> None:
 
 def enrol_second_factor(page: Any) -> str:
     """On the enrolment page: read the key as a person would type it, enter its code; returns the key."""
-    from gateway import totp
+    from gateway.security import totp
 
     page.wait_for_url(re.compile(r"/login/second-factor"))
     secret = page.inner_text("figure.qr code")

@@ -135,7 +135,7 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
 def enrol_and_check_codes(page: Any, axe: Axe) -> None:
     import time
 
-    from gateway import totp
+    from gateway.security import totp
 
     secret = page.inner_text("figure.qr code")
     page.fill("#code", totp.code_at(secret, time.time()))

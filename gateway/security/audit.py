@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from gateway.replica.dbtypes import utcnow
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 from gateway.portal.models import AuditEntry
 
 GENESIS = "0" * 64

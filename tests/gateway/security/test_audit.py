@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from gateway import audit
+from gateway.security import audit
 from gateway.db import create_rw_engine
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.portal.models import AuditEntry
 from gateway.settings import Settings
 
@@ -81,9 +81,9 @@ def test_a_missing_checkpoint_file_fails_verification(instance: Settings) -> Non
 
 WORKER = """
 import sys
-from gateway import audit
+from gateway.security import audit
 from gateway.db import create_rw_engine
-from gateway.keys import load_keyring
+from gateway.security.keys import load_keyring
 from gateway.settings import load_settings
 settings = load_settings(sys.argv[1], env={})
 engine = create_rw_engine(settings.portal.url)

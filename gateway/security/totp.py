@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.crypto import FieldCipher
+from gateway.security.crypto import FieldCipher
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import RecoveryCode, User
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from gateway.crypto import FieldCipher, email_index, row_hash
+from gateway.security.crypto import FieldCipher, email_index, row_hash
 from gateway.errors import DecryptionError, KeyringError
-from gateway.keys import KeyRing, Secret
+from gateway.security.keys import KeyRing, Secret
 
 
 def test_a_value_round_trips_and_is_not_stored_in_clear() -> None:

@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import DecryptionError
-from gateway.keys import KeyRing
+from gateway.security.keys import KeyRing
 
 TOKEN_VERSION = "v1"
 NONCE_BYTES = 12

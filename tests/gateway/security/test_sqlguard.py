@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ReadOnlyViolation
-from gateway.sqlguard import check_read_only
+from gateway.security.sqlguard import check_read_only
 
 
 @pytest.mark.parametrize("statement", [
