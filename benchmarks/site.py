@@ -30,7 +30,7 @@ from gateway import migrate
 from gateway.portal import activation, guidelines
 from gateway.portal.accounts import create_user
 from gateway.db import create_rw_engine
-from gateway.demo_sis import generate
+from gateway.demo.sis import generate
 from gateway.instance import create_missing_keys, write_config
 from gateway.portal.models import UserStudent
 from gateway.settings import Settings, load_settings

@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, func, select, text
 from benchmarks import load
 from benchmarks.site import Site, build_site, drop_databases, gateway_command, served
 from gateway.db import create_rw_engine
-from gateway.demo_sis import mutate
+from gateway.demo.sis import mutate
 from gateway.portal.models import AuditEntry
 
 # Each reference the portal follows, as (table, column, referenced table): none may dangle.

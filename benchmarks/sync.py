@@ -38,7 +38,7 @@ from benchmarks import peer
 from benchmarks.site import database_urls, drop_databases, empty_database
 from gateway import migrate
 from gateway.db import create_rw_engine
-from gateway.demo_sis import generate, mutate
+from gateway.demo.sis import generate, mutate
 from gateway.replica.dbtypes import utcnow
 from gateway.instance import create_missing_keys, write_config
 from gateway.replica.records import Record

@@ -72,7 +72,7 @@ def prepare_instance(directory: Path) -> Settings:
 
 def _generate_sis(path: Path, students: int, seed: int, today: dt.date) -> None:
     from gateway.db import create_rw_engine
-    from gateway.demo_sis import generate
+    from gateway.demo.sis import generate
 
     engine = create_rw_engine(f"sqlite:///{path}")
     summary = generate(engine, students, seed, today)
@@ -85,7 +85,7 @@ def _logins(settings: Settings, sis: Path) -> list[dict[str, Any]]:
     from sqlalchemy.orm import Session
 
     from gateway.db import create_rw_engine
-    from gateway.demo_accounts import create_demo_accounts, has_accounts
+    from gateway.demo.accounts import create_demo_accounts, has_accounts
 
     path = settings.instance_dir / "demo-logins.json"
     with Session(create_rw_engine(settings.portal.url)) as session:

@@ -31,7 +31,7 @@ def demo_sis() -> None:
 def generate(ctx: Context, url: str, students: int, seed: int, today: dt.datetime | None,
              attendance_days: int, assignments: int, as_json: bool) -> None:
     """Generate a deterministic demo district (every case of POLICY-CASES.md included)."""
-    from gateway.demo_sis import generate as write_district
+    from gateway.demo.sis import generate as write_district
 
     day = today.date() if today else dt.date.today()
     engine = create_rw_engine(url)

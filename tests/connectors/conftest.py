@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from gateway.demo_sis import DemoSummary, generate
+from gateway.demo.sis import DemoSummary, generate
 
 from .provider import Provider
 

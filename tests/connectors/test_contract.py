@@ -11,7 +11,7 @@ import pytest
 from gateway.errors import UnknownPlugin
 from gateway.replica.records import RECORD_TYPES, Record, Reject, Tombstone
 from gateway.settings import ConnectorSettings, Settings
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 
 from connectors import registry
 from connectors.base import Connector

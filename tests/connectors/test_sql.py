@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.db import create_ro_engine
-from gateway.demo_sis import SENSITIVE_MARKERS, DemoSummary
+from gateway.demo.sis import SENSITIVE_MARKERS, DemoSummary
 from gateway.errors import ConfigError, ReadOnlyViolation
 from gateway.replica.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings

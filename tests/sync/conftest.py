@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from gateway.db import create_rw_engine
-from gateway.demo_sis import generate
+from gateway.demo.sis import generate
 from gateway.replica.records import RECORD_TYPES
 from gateway.replica.tables import ReplicaBase
 from gateway.settings import ConnectorSettings, Settings

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from gateway.db import create_rw_engine
-from gateway.demo_sis import generate, mutate
+from gateway.demo.sis import generate, mutate
 from gateway.replica.tables import SyncRun
 from gateway.settings import Settings, load_settings
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from gateway.cli import main
 from gateway.db import create_rw_engine
-from gateway.demo_sis import SENSITIVE_MARKERS, mutate
+from gateway.demo.sis import SENSITIVE_MARKERS, mutate
 from gateway.errors import ConfigError, LockHeld, SyncRefused
 from gateway.replica.tables import SyncReject, SyncRun
 from gateway.settings import Settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo_sis import SENSITIVE_MARKERS
+from gateway.demo.sis import SENSITIVE_MARKERS
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from gateway.db import create_rw_engine
-from gateway.demo_sis import generate
+from gateway.demo.sis import generate
 from gateway.settings import Settings, load_settings
 
 from .conftest import CONNECTOR, DEMO_TODAY

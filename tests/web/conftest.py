@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.portal import activation
 from gateway.db import create_rw_engine
-from gateway.demo_sis import DemoSummary, generate
+from gateway.demo.sis import DemoSummary, generate
 from gateway.portal.models import UserStudent
 from gateway.settings import Settings, load_settings
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from gateway.cli import main
 from gateway.db import create_rw_engine
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.settings import Settings
 

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.settings import Settings
 
 from .conftest import accept_guidelines, activate, csrf, issue_code, set_activation_date, staff_client

@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from gateway.cli import main
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.portal.models import User
 from gateway.settings import Settings
 

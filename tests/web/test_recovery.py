@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.portal.models import RecoveryToken
 from gateway.portal.recovery import GENERIC_ANSWER

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, create_engine, select
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.settings import Settings
 
 from .conftest import (

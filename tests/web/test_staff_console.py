@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.portal.models import SecurityReport, User
 from gateway.settings import Settings
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.settings import Settings
 
 from ..conftest import PASSWORD

@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from gateway.portal import recovery
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.settings import Settings
 

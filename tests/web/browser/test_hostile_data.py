@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.demo_sis import DemoSummary
+from gateway.demo.sis import DemoSummary
 from gateway.settings import Settings
 
 from ..conftest import create_staff, issue_code, synced_district

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 
-from gateway import demo_sis_schema as s
+from gateway.demo import sis_schema as s
 from gateway.portal.schoolyear import SchoolYear, school_year_containing
 
 SENSITIVE_MARKERS = ("900-", "DEMOHASH", "MEDICAL-DEMO", "DISCIPLINE-DEMO", "COUNSEL-DEMO")

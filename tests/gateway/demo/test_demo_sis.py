@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.demo_sis import SCHOOLS, DemoDistrict
+from gateway.demo.sis import SCHOOLS, DemoDistrict
 
 
 def test_section_ids_stay_unique_and_readable_past_a_hundred_sections_of_a_course() -> None:

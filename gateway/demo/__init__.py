@@ -1,0 +1,1 @@
+"""The demo district: a generated SIS database, its schema, and the demo accounts."""
