@@ -112,6 +112,9 @@ class OneRosterReader:
 
     def close(self) -> None:
         self._indexes.clear()
+        close = getattr(self.source, "close", None)  # a REST source drops the listings it kept for the run
+        if close is not None:
+            close()
 
     def _reader(self, stream: str) -> Reader:
         simple = {"schools": one.school, "terms": one.term, "courses": one.course, "scores": one.score}

@@ -1,19 +1,26 @@
-"""A loopback OneRoster 1.1 REST provider for tests: static, hand-written JSON, real HTTP.
+"""A loopback OneRoster 1.1 REST provider for tests: hand-written JSON, real HTTP.
 
-It pages, filters by ``dateLastModified>=``, issues OAuth 2 tokens, verifies OAuth 1.0a
-HMAC-SHA256 signatures with oauthlib, and can be told to fail in the ways providers do.
+It pages (``limit``/``offset``, ``X-Total-Count``, optionally ``Link``), sorts by
+``sourcedId`` when asked, filters by ``dateLastModified>=``, issues OAuth 2 tokens that
+expire (client authentication by HTTP Basic per RFC 6749 §2.3.1, or in the body), verifies
+OAuth 1.0a HMAC-SHA256 signatures with oauthlib, and can be told to behave in the ways
+real providers do: cap ``limit`` without a ``Link``, miscount, ignore ``offset``, refuse
+``sort``, answer slowly, or reorder rows modified while a listing is being paged.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 
@@ -26,17 +33,30 @@ class ProviderState:
     auth: str = "oauth2"
     client_id: str = "gateway-test"
     secret: str = "s3cret-for-tests"
-    token: str = field(default_factory=lambda: "tok-" + secrets.token_hex(8))
+    client_auth: str = "any"  # which client authentication the token endpoint takes: basic, post or any
+    scope: str | None = None  # when set, the only scope the token endpoint grants (and it must be asked for)
+    token_lifetime: float = 3600.0
+    tokens: dict[str, float] = field(default_factory=dict)  # issued token -> when it expires (monotonic)
     link_paging: bool = False
+    max_limit: int | None = None  # a cap on limit, applied without saying so
+    send_total: bool = True
+    total_skew: dict[str, int] = field(default_factory=dict)  # collection -> added to X-Total-Count (miscounts)
+    ignore_offset: bool = False
+    refuse_sort: bool = False
+    delay_seconds: float = 0.0  # per GET: a slow provider
+    touch_after_first_page: str | None = None  # a user modified while users are paged (unsorted order moves it)
+    data: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the fixtures, loaded once, as served
     failures: dict[str, list[int]] = field(default_factory=dict)  # collection -> statuses to answer first
     always_fail: dict[str, int] = field(default_factory=dict)
     retry_after: str | None = None
     malformed: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # paths of GETs answered 401
 
 
 class Handler(BaseHTTPRequestHandler):
     state: ProviderState
+    _body: dict[str, list[str]]
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
@@ -44,22 +64,41 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
         body = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+        self._body = body
         self.state.requests.append(("POST", url.path, body))
         if url.path != "/oauth/token":
             return self._send(404, {"error": "not found"})
-        ok = (body.get("grant_type") == ["client_credentials"] and body.get("client_id") == [self.state.client_id]
-              and body.get("client_secret") == [self.state.secret])
-        if not ok:
-            return self._send(401, {"error": "invalid_client"})
-        self._send(200, {"access_token": self.state.token, "token_type": "Bearer", "expires_in": 3600})
+        if body.get("grant_type") != ["client_credentials"]:
+            return self._send(400, {"error": "unsupported_grant_type"})
+        if self._client() != (self.state.client_id, self.state.secret):
+            return self._send(401, {"error": "invalid_client"}, {"WWW-Authenticate": 'Basic realm="token"'})
+        if self.state.scope is not None and body.get("scope") != [self.state.scope]:
+            return self._send(400, {"error": "invalid_scope"})
+        token = "tok-" + secrets.token_hex(8)
+        self.state.tokens[token] = time.monotonic() + self.state.token_lifetime
+        self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.state.token_lifetime})
+
+    def _client(self) -> tuple[str, str] | None:
+        """The client's (id, secret), from the Authorization header or the body, as this endpoint takes them."""
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Basic ") and self.state.client_auth in ("basic", "any"):
+            pair = base64.b64decode(header.removeprefix("Basic ")).decode()
+            client_id, _, secret = pair.partition(":")
+            return unquote_plus(client_id), unquote_plus(secret)  # RFC 6749 §2.3.1: form-urlencoded parts
+        body = self._body
+        if "client_secret" in body and self.state.client_auth in ("post", "any"):
+            return body.get("client_id", [""])[0], body["client_secret"][0]
+        return None
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         self.state.requests.append(("GET", url.path, query))
+        time.sleep(self.state.delay_seconds)
         prefix = next((p for p in PREFIXES if url.path.startswith(p)), "")
         collection = url.path.removeprefix(prefix)
         if not self._authorized():
+            self.state.refused.append(url.path)
             return self._send(401, {"imsx_codeMajor": "failure", "imsx_description": "unauthorized"})
         if collection in self.state.always_fail:
             return self._send(self.state.always_fail[collection], {"error": "injected"})
@@ -71,23 +110,44 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, {"imsx_codeMajor": "failure", "imsx_description": "unknown collection"})
         if collection in self.state.malformed:
             return self._send_raw(200, b"<html>Service temporarily moved</html>", "text/html")
-        self._page(prefix, collection, json.loads(path.read_text())[collection], query)
+        if "sort" in query and self.state.refuse_sort:
+            return self._send(400, {"imsx_codeMajor": "failure", "imsx_description": "sort is not supported"})
+        key = f"{prefix}{collection}"
+        if key not in self.state.data:
+            self.state.data[key] = copy.deepcopy(json.loads(path.read_text())[collection])
+        self._page(prefix, collection, self.state.data[key], query)
 
     def _page(self, prefix: str, collection: str, items: list[dict[str, Any]], query: dict[str, list[str]]) -> None:
         since = _since(query.get("filter", [""])[0])
         if since:
             items = [item for item in items if item.get("dateLastModified", "") >= since]
+        if query.get("sort") == ["sourcedId"]:
+            items = sorted(items, key=lambda item: item["sourcedId"], reverse=query.get("orderBy") == ["desc"])
+        else:  # unsorted, this provider lists the most recently modified last (as some databases happen to)
+            items = sorted(items, key=lambda item: item.get("dateLastModified", ""))
         limit, offset = int(query.get("limit", ["100"])[0]), int(query.get("offset", ["0"])[0])
-        headers = {"X-Total-Count": str(len(items))}
+        limit = min(limit, self.state.max_limit or limit)
+        offset = 0 if self.state.ignore_offset else offset
+        headers = {"X-Total-Count": str(len(items) + self.state.total_skew.get(collection, 0)) if self.state.send_total else ""}
         if self.state.link_paging and offset + limit < len(items):
             following = {**{k: v[0] for k, v in query.items()}, "offset": str(offset + limit), "limit": str(limit)}
             headers["Link"] = f'<http://{self.headers["Host"]}{prefix}{collection}?{urlencode(following)}>; rel="next"'
         self._send(200, {collection: items[offset:offset + limit]}, headers)
+        if collection == "users" and offset == 0 and self.state.touch_after_first_page:
+            self._touch(self.state.touch_after_first_page)
+
+    def _touch(self, user: str) -> None:
+        for items in self.state.data.values():
+            for item in items:
+                if item.get("sourcedId") == user:
+                    item["dateLastModified"] = "2026-12-01T09:00:00Z"
+        self.state.touch_after_first_page = None
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
         if self.state.auth == "oauth2":
-            return header == f"Bearer {self.state.token}"
+            expires = self.state.tokens.get(header.removeprefix("Bearer "))
+            return header.startswith("Bearer ") and expires is not None and time.monotonic() < expires
         if not header.startswith("OAuth "):
             return False
         params = dict(part.strip().split("=", 1) for part in header[6:].split(","))
@@ -136,6 +196,9 @@ class Provider:
     @property
     def token_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/oauth/token"
+
+    def revoke_tokens(self) -> None:
+        self.state.tokens.clear()
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -66,8 +66,8 @@ def test_oauth1_signed_requests_are_accepted(provider: Provider, instance: Setti
 def test_pages_are_followed_by_offset_or_link_header(provider: Provider, instance: Settings, tmp_path: Path, link_paging: bool) -> None:
     provider.state.link_paging = link_paging
     connector = rest_connector(provider, instance, tmp_path, page_size=2)
-    users = [i for i in connector.source.rows("users")]
-    assert [row["sourcedid"] for _, row in users] == ["U-ANA", "U-BEN", "U-CAL", "P-ROSA", "P-EMEKA", "R-IFE", "T-KIM", "T-LEE", "A-AIDE"]
+    users = [i for i in connector.source.rows("users")]  # asked for sorted by sourcedId
+    assert [row["sourcedid"] for _, row in users] == ["A-AIDE", "P-EMEKA", "P-ROSA", "R-IFE", "T-KIM", "T-LEE", "U-ANA", "U-BEN", "U-CAL"]
     offsets = [q.get("offset", ["?"])[0] for m, p, q in provider.state.requests if p.endswith("/users")]
     assert offsets == ["0", "2", "4", "6", "8"]
 
@@ -116,13 +116,8 @@ def test_a_wrong_secret_is_refused_at_the_token_request(provider: Provider, inst
     with pytest.raises(ProviderError, match="cannot get a token") as caught:
         from_settings(entry, instance)
     assert "a-wrong-one" not in str(caught.value)
-
-
-def test_a_revoked_token_is_a_clear_401(provider: Provider, instance: Settings, tmp_path: Path) -> None:
-    connector = rest_connector(provider, instance, tmp_path)
-    provider.state.token = "rotated"
-    with pytest.raises(ProviderError, match=r"refused the credentials \(401\)"):
-        list(connector.iter_records("schools", None))
+    assert f"POST {provider.token_url} (the OAuth 2 token request): cannot get a token: answered 401 invalid_client" in str(caught.value)
+    assert "check client_id, the client secret, and client_auth" in str(caught.value)
 
 
 def test_a_secret_in_the_config_file_is_refused(instance: Settings) -> None:
