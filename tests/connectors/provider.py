@@ -94,12 +94,12 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         self.state.requests.append(("GET", url.path, query))
-        time.sleep(self.state.delay_seconds)
         prefix = next((p for p in PREFIXES if url.path.startswith(p)), "")
         collection = url.path.removeprefix(prefix)
         if not self._authorized():
             self.state.refused.append(url.path)
             return self._send(401, {"imsx_codeMajor": "failure", "imsx_description": "unauthorized"})
+        time.sleep(self.state.delay_seconds)  # slow to answer, after checking the token as it arrived
         if collection in self.state.always_fail:
             return self._send(self.state.always_fail[collection], {"error": "injected"})
         pending = self.state.failures.get(collection)
