@@ -28,7 +28,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus, urljoin, urlsplit
 
 import requests
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
@@ -177,13 +177,7 @@ class RestSource:
 
     def _read(self, collection: str, since: dt.datetime | None) -> Spool:
         """Every page of a listing, checked: complete, each row once, as many as the provider counted."""
-        first = self._url(collection)
-        params: dict[str, Any] = {"limit": self.page_size, "offset": 0}
-        if self.sort:  # a stable order: a row modified mid-read neither moves nor pushes others off a page
-            params.update(sort="sourcedId", orderBy="asc")
-        if since is not None:
-            stamp = since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            params["filter"] = f"dateLastModified>='{stamp}'"
+        first, params = self._url(collection), self._query(since)
         spool, earlier = Spool(), set[str]()
         total: int | None = None
         url, query = first, params
@@ -194,7 +188,7 @@ class RestSource:
             for item in page:
                 spool.add(item)
             total = _total(response, total)
-            following = response.links.get("next", {}).get("url")
+            following = self._following(response, url, collection)
             if following and page:
                 url, query = following, None
             elif page and (total is None or spool.count < total):
@@ -209,6 +203,28 @@ class RestSource:
                                 step=f"GET {first} (listing {collection})")
         spool.seal()
         return spool
+
+    def _query(self, since: dt.datetime | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": self.page_size, "offset": 0}
+        if self.sort:  # a stable order: a row modified mid-read neither moves nor pushes others off a page
+            params.update(sort="sourcedId", orderBy="asc")
+        if since is not None:
+            stamp = since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            params["filter"] = f"dateLastModified>='{stamp}'"
+        return params
+
+    def _following(self, response: requests.Response, url: str, collection: str) -> str | None:
+        """The ``Link`` header's next page, on the provider's own host (the token goes wherever we GET)."""
+        following = response.links.get("next", {}).get("url")
+        if not following:
+            return None
+        resolved, here = urljoin(url, following), urlsplit(self.base_url)
+        there = urlsplit(resolved)
+        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+            raise ProviderError(self.name, url, f"the Link header's next page is on another host ({there.netloc})",
+                                "tell the provider: credentials are sent to base_url's host only",
+                                step=f"GET {url} (listing {collection})")
+        return resolved
 
     def _check_not_repeated(self, collection: str, url: str, page: list[Mapping[str, Any]], earlier: set[str]) -> None:
         ids = {str(item.get("sourcedId") or "") for item in page} - {""}

@@ -38,6 +38,7 @@ class ProviderState:
     token_lifetime: float = 3600.0
     tokens: dict[str, float] = field(default_factory=dict)  # issued token -> when it expires (monotonic)
     link_paging: bool = False
+    link_host: str | None = None  # a Link pointing at another host (host:port), or relative ("") when empty
     max_limit: int | None = None  # a cap on limit, applied without saying so
     send_total: bool = True
     total_skew: dict[str, int] = field(default_factory=dict)  # collection -> added to X-Total-Count (miscounts)
@@ -131,7 +132,9 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"X-Total-Count": str(len(items) + self.state.total_skew.get(collection, 0)) if self.state.send_total else ""}
         if self.state.link_paging and offset + limit < len(items):
             following = {**{k: v[0] for k, v in query.items()}, "offset": str(offset + limit), "limit": str(limit)}
-            headers["Link"] = f'<http://{self.headers["Host"]}{prefix}{collection}?{urlencode(following)}>; rel="next"'
+            host = self.headers["Host"] if self.state.link_host is None else self.state.link_host
+            origin = f"http://{host}" if host else ""
+            headers["Link"] = f'<{origin}{prefix}{collection}?{urlencode(following)}>; rel="next"'
         self._send(200, {collection: items[offset:offset + limit]}, headers)
         if collection == "users" and offset == 0 and self.state.touch_after_first_page:
             self._touch(self.state.touch_after_first_page)

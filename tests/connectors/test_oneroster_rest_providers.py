@@ -79,6 +79,21 @@ def test_without_a_total_or_a_link_paging_goes_on_until_an_empty_page(
     assert [q["offset"] for q in user_queries(provider)] == [["0"], ["4"], ["8"], ["9"]]
 
 
+def test_a_relative_link_is_followed_on_the_providers_host(provider: Provider, instance: Settings, tmp_path: Path) -> None:
+    provider.state.link_paging, provider.state.link_host = True, ""
+    assert user_ids(provider, instance, tmp_path, page_size=4) == USERS_BY_ID
+    assert [q["offset"] for q in user_queries(provider)] == [["0"], ["4"], ["8"]]
+
+
+def test_a_link_to_another_host_is_refused_before_the_token_goes_there(
+    provider: Provider, instance: Settings, tmp_path: Path
+) -> None:
+    provider.state.link_paging, provider.state.link_host = True, "attacker.example:8443"
+    with pytest.raises(ProviderError, match=re.escape("the Link header's next page is on another host (attacker.example:8443)")):
+        user_ids(provider, instance, tmp_path, page_size=4)
+    assert len(user_queries(provider)) == 1
+
+
 def test_listings_ask_for_rows_sorted_by_sourced_id(provider: Provider, instance: Settings, tmp_path: Path) -> None:
     list(rest_connector(provider, instance, tmp_path, page_size=4).source.rows("users"))  # type: ignore[attr-defined]
     queries = user_queries(provider)
