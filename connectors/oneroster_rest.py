@@ -51,7 +51,9 @@ CLIENT_AUTH = ("client_secret_basic", "client_secret_post")
 ROSTERING = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments", "demographics")
 GRADEBOOK = ("categories", "lineItems", "results")
 # Listed in full every run whatever the cursor (the reader needs every user's role), so a
-# filtered read of them is taken from that listing instead of asked for again.
+# filtered read of them is taken from that listing instead of asked for again. A provider
+# that shows ``tobedeleted`` users only to filtered requests has them deleted at the next
+# full run; their links and memberships, complete each run, go at once.
 FULL_EACH_RUN = ("users",)
 REFERENCES = {  # JSON reference field -> the normalized row's field
     "parent": "parentsourcedid", "course": "coursesourcedid", "school": "schoolsourcedid", "org": "orgsourcedid",
