@@ -55,7 +55,11 @@ class Connector(Protocol):
     def streams(self) -> tuple[StreamSpec, ...]: ...
 
     def iter_records(self, stream: str, since: dt.datetime | int | None) -> Iterator[Item]:
-        """Yield the stream's records (from ``since`` on, inclusive, when given)."""
+        """Yield the stream's records (from ``since`` on, inclusive, when given).
+
+        With ``since``, also every record whose modification time is unknown (NULL): the
+        rule of ``sync.cursors`` (such rows are read by every incremental run, never lost).
+        """
         ...
 
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:

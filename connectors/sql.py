@@ -88,8 +88,10 @@ class SqlConnector:
         if since is None:
             return query.query, {}
         # A closed lower bound: rows modified in the cursor's own second are read again
-        # and de-duplicated by key, rather than missed.
-        return f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since", {"since": self._bind(since)}
+        # and de-duplicated by key, rather than missed. Rows with no modification time are
+        # always read (the NULL-cursor rule of sync.cursors and the connector contract).
+        return (f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since OR src.modified_at IS NULL",
+                {"since": self._bind(since)})
 
     def _bind(self, moment: dt.datetime | int) -> Any:
         if isinstance(moment, int):

@@ -18,12 +18,13 @@ from sqlalchemy import Connection, String, Table, any_, bindparam, delete, selec
 from sqlalchemy.dialects import postgresql
 
 from gateway.security.crypto import FieldCipher, email_index, row_hash
-from gateway.replica.dbtypes import ENCRYPTED, REFERENCE
+from gateway.replica.dbtypes import ENCRYPTED
 from gateway.errors import SyncRefused
 from gateway.security.keys import KeyRing
-from gateway.replica.records import Record
+from gateway.replica.records import Record, Reject
 from gateway.replica.sanitize import SanitizePolicy
-from gateway.replica.schema import blind_index_sources, canonical_tables, encryption_context, hashed_columns, storage
+from gateway.replica.schema import (Reference, blind_index_sources, canonical_tables, encryption_context, hashed_columns,
+                                    references, storage)
 
 
 @dataclass
@@ -33,6 +34,8 @@ class TableCounts:
     deleted: int = 0
     unchanged: int = 0
     rejected: int = 0
+    unresolved: int = 0  # of the rejected: a required reference's other end is not in the replica
+    null_cursor: int = 0  # records read with no modification time (sync.cursors: read by every run)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -81,20 +84,22 @@ class TableWriter:
         self.counts = TableCounts()
         self.seen = RowIdSet() if snapshot else None
         self._postgres = connection.dialect.name == "postgresql"
-        self.references = [(column.name, column.name.removesuffix("_id") + "_source_id",
-                            next(iter(column.foreign_keys)).column.table)
-                           for column in table.columns if storage(column) == REFERENCE]
+        self.references: list[Reference] = references(table)
         self._update = self._update_statement()
         self._analyzed = False
 
-    def write(self, records: Sequence[Record]) -> None:
-        """Insert new rows, update changed ones, count unchanged ones."""
+    def write(self, records: Sequence[Record]) -> list[Reject]:
+        """Insert new rows, update changed ones, count unchanged ones.
+
+        Returns the records set aside because a required reference's other end is not in
+        the replica: never stored half-joined, and their old rows stay (the caller keeps them).
+        """
         if not records:
-            return
+            return []
         latest = {record.source_id: record for record in records}  # a key seen twice: the last wins
         rows = {source_id: self.sanitizer.plaintext(record) for source_id, record in latest.items()}
         existing = self._existing(list(rows))
-        inserts, updates, update_ids = [], [], []
+        changed: list[tuple[dict[str, Any], int | None]] = []
         for source_id, (values, hashed) in rows.items():
             found = existing.get(source_id)
             if found is not None and found[1] == hashed:
@@ -102,35 +107,48 @@ class TableWriter:
                 if self.seen is not None:
                     self.seen.add(found[0])
                 continue
-            row = {**self.sanitizer.stored(values, hashed), **self._lineage(source_id)}
-            if found is None:
-                inserts.append(row)
-            else:
-                updates.append(row)
-                update_ids.append(found[0])
-        self._attach_references(inserts + updates)
+            changed.append(({**self.sanitizer.stored(values, hashed), **self._lineage(source_id)},
+                            found[0] if found is not None else None))
+        unresolved = self._attach_references([row for row, _ in changed])
+        changed = [(row, row_id) for row, row_id in changed if row["source_id"] not in unresolved]
+        inserts = [row for row, row_id in changed if row_id is None]
+        updates = [(row, row_id) for row, row_id in changed if row_id is not None]
         self._insert(inserts)
         if updates:
             self.connection.execute(self._update, [{f"b_{k}": v for k, v in row.items()} | {"b_id": row_id}
-                                                   for row, row_id in zip(updates, update_ids, strict=True)])
+                                                   for row, row_id in updates])
         self.counts.inserted += len(inserts)
         self.counts.updated += len(updates)
+        self.counts.unresolved += len(unresolved)
         self._analyze_once_filling()
+        return [Reject(self.table.name, f"{self.table.name} source id {source_id}", reason, source_id=source_id)
+                for source_id, reason in unresolved.items()]
 
-    def _attach_references(self, rows: list[dict[str, Any]]) -> None:
+    def _attach_references(self, rows: list[dict[str, Any]]) -> dict[str, str]:
         """Fill each reference id from its source id, one lookup per column for the batch.
 
         Targets are written before the tables that refer to them (TABLE_ORDER), so nearly
-        every id is found here and rows are written once; a target still missing (later in
-        the same table, or not yet sent) is left empty for ``resolve_references``.
+        every id is found here and rows are written once. An optional target still missing
+        (later in the same table, or not yet sent) is left empty for ``resolve_references``;
+        a required one makes the row unresolved: returned as source id → reason, naming both ends.
         """
-        for column, source_column, target in self.references:
-            wanted = {row[source_column] for row in rows if row[source_column] is not None}
+        unresolved: dict[str, str] = {}
+        for ref in self.references:
+            target = ref.target
+            wanted = {row[ref.source_column] for row in rows if row[ref.source_column] is not None}
             query = select(target.c.source_id, target.c.id).where(target.c.source_system == self.source_system,
                                                                   self._among(target.c.source_id, wanted))
             found = {source_id: row_id for source_id, row_id in self.connection.execute(query)} if wanted else {}
             for row in rows:
-                row[column] = found.get(row[source_column])
+                row[ref.column] = found.get(row[ref.source_column])
+                if ref.required and row[ref.column] is None and row["source_id"] not in unresolved:
+                    unresolved[row["source_id"]] = self._unresolved_reason(ref, row)
+        return unresolved
+
+    def _unresolved_reason(self, missing: Reference, row: dict[str, Any]) -> str:
+        ends = ", ".join(f"{ref.noun} {row[ref.source_column]}" for ref in self.references if ref.required)
+        return (f"{missing.noun} {row[missing.source_column]} is not in the replica "
+                f"({self.table.name} {row['source_id']}: {ends})")
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         """New rows; on PostgreSQL by ``COPY``, several times faster than multi-row INSERTs.
@@ -209,14 +227,14 @@ class TableWriter:
         later (a school's parent listed after it) or has not been sent yet: tried again by
         every run until it arrives.
         """
-        for column, source_column, target_table in self.references:
-            target = target_table.alias()
+        for ref in self.references:
+            target = ref.target.alias()
             self.connection.execute(
                 self.table.update()
-                .where(self.table.c.source_system == self.source_system, self.table.c[column].is_(None),
+                .where(self.table.c.source_system == self.source_system, self.table.c[ref.column].is_(None),
                        target.c.source_system == self.table.c.source_system,
-                       target.c.source_id == self.table.c[source_column])
-                .values({column: target.c.id})
+                       target.c.source_id == self.table.c[ref.source_column])
+                .values({ref.column: target.c.id})
             )
 
     def _existing(self, source_ids: list[str]) -> dict[str, tuple[int, str]]:
@@ -239,7 +257,7 @@ class TableWriter:
                 "synced_at": self.synced_at, "sync_run_id": self.run_id}
 
     def _update_statement(self) -> Any:
-        names = [*self.sanitizer.columns, *self.sanitizer.indexes, *(column for column, _, _ in self.references),
+        names = [*self.sanitizer.columns, *self.sanitizer.indexes, *(ref.column for ref in self.references),
                  "row_hash", "synced_at", "sync_run_id"]
         return self.table.update().where(self.table.c.id == bindparam("b_id")).values(
             {name: bindparam(f"b_{name}") for name in names})

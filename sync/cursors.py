@@ -6,6 +6,14 @@
   window, for late commits); the duplicates that brings are removed by key (they diff as
   unchanged).
 - A cursor only moves forward, and only in the transaction that publishes the run.
+- A row whose cursor is NULL (the source gives no modification time) is read by every
+  incremental run, as dlt's ``on_cursor_value_missing="include"``: it cannot be placed
+  before or after the cursor, so leaving it out would lose it until a full run. It never
+  moves the cursor, diffs as unchanged when it is, and each run counts such rows per table
+  (``null_cursor`` in the run's counts), so a mapping producing many of them shows. The
+  connector contract (``connectors.base.Connector.iter_records``) carries the rule to the
+  sources; a mapping needs no ``COALESCE`` to keep such rows (it may still fall back from
+  ``updated_at`` to ``created_at``, which is a better cursor, not a NULL guard).
 """
 
 from __future__ import annotations

@@ -178,6 +178,8 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
             _reject(context, writer, item)
             continue
         newest = cursors.advance(newest, item.modified_at)
+        if item.modified_at is None and spec.incremental:
+            writer.counts.null_cursor += 1  # read by every incremental run (sync.cursors): counted, so it shows
         if isinstance(item, Tombstone):
             gone.append(item.source_id)
             continue
@@ -189,16 +191,21 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
         batch.append(item)
         seen += 1
         if len(batch) >= size:
-            writer.write(batch)
+            _write(context, writer, batch)
             batch = []
             _keep_lease(context)
             if context.progress:
                 context.progress(spec.name, seen, time.monotonic() - started)
-    writer.write(batch)
+    _write(context, writer, batch)
     writer.tombstones(gone)
     if context.progress:
         context.progress(spec.name, seen, time.monotonic() - started)
     return newest
+
+
+def _write(context: RunContext, writer: TableWriter, batch: list[Record]) -> None:
+    for reject in writer.write(batch):  # a reference to a row the replica lacks: set aside, old row kept
+        _reject(context, writer, reject)
 
 
 def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:

@@ -56,10 +56,17 @@ def blind_index(of: str) -> MappedColumn[Any]:
     return mapped_column(String(64), nullable=True, index=True, info={"storage": BLIND_INDEX, "of": of})
 
 
-def reference_id(table: str) -> MappedColumn[Any]:
-    """The integer id of a referenced replica row, for joins; empty when not sent."""
+def reference_id(table: str, required: bool = False) -> MappedColumn[Any]:
+    """The integer id of a referenced replica row, for joins.
+
+    ``required``: the row means nothing without its other end (a link's student and
+    guardian, an enrolment's student), so sync rejects a record whose other end is not in
+    the replica rather than store it half-joined. An optional reference (a school's parent
+    organisation) stays empty until its target arrives.
+    """
     return mapped_column(
-        ForeignKey(f"{table}.id", ondelete="SET NULL"), nullable=True, index=True, info={"storage": REFERENCE}
+        ForeignKey(f"{table}.id", ondelete="SET NULL"), nullable=True, index=True,
+        info={"storage": REFERENCE, "required": required}
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Table
@@ -51,6 +52,32 @@ def plaintext_of(table: Table, row: Mapping[str, Any], cipher: FieldCipher) -> d
 def blind_index_sources(table: Table) -> dict[str, str]:
     """Blind-index columns mapped to the column whose value they index."""
     return {column.name: str(column.info["of"]) for column in columns_of(table, BLIND_INDEX)}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference of a canonical table, kept twice: ``student_id`` for joins and
+    ``student_source_id`` for what the source said (DESIGN.md's naming rule)."""
+
+    column: str
+    source_column: str
+    target: Table
+    required: bool
+
+    @property
+    def noun(self) -> str:
+        """What the other end is, for messages: ``student``, ``guardian``, ``parent``."""
+        return self.column.removesuffix("_id")
+
+
+def references(table: Table) -> list[Reference]:
+    """The table's references, each with its source-id column and whether it is required."""
+    found = []
+    for column in columns_of(table, REFERENCE):
+        source_column = column.name.removesuffix("_id") + "_source_id"
+        target = next(iter(column.foreign_keys)).column.table
+        found.append(Reference(column.name, source_column, target, bool(column.info.get("required"))))  # type: ignore[arg-type]
+    return found
 
 
 def all_tables() -> dict[str, Table]:

@@ -91,9 +91,9 @@ class Guardian(Lineage, ReplicaBase):
 
 class StudentGuardian(Lineage, ReplicaBase):
     __tablename__ = "student_guardians"
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
-    guardian_id: Mapped[int | None] = reference_id("guardians")
+    guardian_id: Mapped[int | None] = reference_id("guardians", required=True)
     guardian_source_id: Mapped[str] = reference_source_id()
     relationship: Mapped[str | None] = plain(String(32))
     portal_access: Mapped[bool] = plain(default=False)
@@ -105,7 +105,7 @@ class StudentGuardian(Lineage, ReplicaBase):
 
 class Enrollment(Lineage, ReplicaBase):
     __tablename__ = "enrollments"
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
     school_id: Mapped[int | None] = reference_id("schools")
     school_source_id: Mapped[str | None] = reference_source_id(nullable=True)
@@ -140,17 +140,17 @@ class Section(Lineage, ReplicaBase):
 
 class SectionTerm(Lineage, ReplicaBase):
     __tablename__ = "section_terms"
-    section_id: Mapped[int | None] = reference_id("sections")
+    section_id: Mapped[int | None] = reference_id("sections", required=True)
     section_source_id: Mapped[str] = reference_source_id()
-    term_id: Mapped[int | None] = reference_id("terms")
+    term_id: Mapped[int | None] = reference_id("terms", required=True)
     term_source_id: Mapped[str] = reference_source_id()
 
 
 class SectionEnrollment(Lineage, ReplicaBase):
     __tablename__ = "section_enrollments"
-    section_id: Mapped[int | None] = reference_id("sections")
+    section_id: Mapped[int | None] = reference_id("sections", required=True)
     section_source_id: Mapped[str] = reference_source_id()
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
     start_date: Mapped[dt.date | None] = plain()
     end_date: Mapped[dt.date | None] = plain()
@@ -158,7 +158,7 @@ class SectionEnrollment(Lineage, ReplicaBase):
 
 class Assignment(Lineage, ReplicaBase):
     __tablename__ = "assignments"
-    section_id: Mapped[int | None] = reference_id("sections")
+    section_id: Mapped[int | None] = reference_id("sections", required=True)
     section_source_id: Mapped[str] = reference_source_id()
     term_id: Mapped[int | None] = reference_id("terms")
     term_source_id: Mapped[str | None] = reference_source_id(nullable=True)
@@ -171,9 +171,9 @@ class Assignment(Lineage, ReplicaBase):
 
 class Score(Lineage, ReplicaBase):
     __tablename__ = "scores"
-    assignment_id: Mapped[int | None] = reference_id("assignments")
+    assignment_id: Mapped[int | None] = reference_id("assignments", required=True)
     assignment_source_id: Mapped[str] = reference_source_id()
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
     points: Mapped[float | None] = plain()
     score_text: Mapped[str | None] = plain(String(32))
@@ -185,9 +185,9 @@ class Score(Lineage, ReplicaBase):
 
 class TermGrade(Lineage, ReplicaBase):
     __tablename__ = "term_grades"
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
-    section_id: Mapped[int | None] = reference_id("sections")
+    section_id: Mapped[int | None] = reference_id("sections", required=True)
     section_source_id: Mapped[str] = reference_source_id()
     term_id: Mapped[int | None] = reference_id("terms")
     term_source_id: Mapped[str | None] = reference_source_id(nullable=True)
@@ -197,7 +197,7 @@ class TermGrade(Lineage, ReplicaBase):
 
 class Attendance(Lineage, ReplicaBase):
     __tablename__ = "attendance"
-    student_id: Mapped[int | None] = reference_id("students")
+    student_id: Mapped[int | None] = reference_id("students", required=True)
     student_source_id: Mapped[str] = reference_source_id()
     school_id: Mapped[int | None] = reference_id("schools")
     school_source_id: Mapped[str | None] = reference_source_id(nullable=True)

@@ -221,11 +221,16 @@ def test_invalid_records_are_quarantined_with_their_reason(synced: Settings, sou
     with engine.connect() as connection:
         rejects = connection.execute(select(SyncReject.table_name, SyncReject.source_position, SyncReject.reason)
                                      .where(SyncReject.sync_run_id == result.run_id)).all()
-    assert [(r.table_name, r.source_position) for r in rejects] == [("students", "students row 2 (source id 2)")]
+    assert [(r.table_name, r.source_position) for r in rejects][0] == ("students", "students row 2 (source id 2)")
     assert "'sometime' is not a date" in rejects[0].reason
+    # A student never stored takes what refers to it along: set aside, never stored half-joined.
+    dependants = rejects[1:]
+    assert dependants and all(r.reason.startswith("student 2 is not in the replica") for r in dependants)
+    assert {r.table_name for r in dependants} >= {"student_guardians", "enrollments", "attendance"}
     assert "2" in replica_state(synced)["students"] or result.counts["students"].inserted == 119
-    # 'ZZ' maps to the canonical exit kind "unknown": kept, not rejected.
-    assert result.counts["enrollments"].rejected == 0
+    # 'ZZ' maps to the canonical exit kind "unknown": kept, not rejected (only student 2's enrolments are).
+    assert "10" in replica_state(synced)["enrollments"]
+    assert result.counts["enrollments"].rejected == result.counts["enrollments"].unresolved
 
 
 def test_too_many_rejects_fail_the_run_and_keep_the_old_replica(synced: Settings, source: Path) -> None:
@@ -297,19 +302,70 @@ def test_a_link_moved_to_another_guardian_joins_the_new_guardian_after_the_next_
     assert replica_rows(any_synced, LINK_1) == [(str(pupil), "7")]
 
 
-def test_a_link_to_a_guardian_the_replica_lacks_stays_unjoined_until_the_guardian_arrives(
+def rejects_of(settings: Settings, run_id: int) -> list[tuple[str, str, str]]:
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        rows = connection.execute(select(SyncReject.table_name, SyncReject.source_position, SyncReject.reason)
+                                  .where(SyncReject.sync_run_id == run_id).order_by(SyncReject.id)).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+def test_a_link_to_a_guardian_the_replica_lacks_is_rejected_naming_both_ends_and_keeps_its_old_row(
         any_synced: Settings, source: Path) -> None:
     run(any_synced, full=True)
     with sqlite3.connect(source) as db:
+        pupil, contact = db.execute("SELECT pupil_id, contact_id FROM pupil_contacts WHERE link_id = 1").fetchone()
         db.execute("UPDATE pupil_contacts SET contact_id = 999999, updated_at = '2026-11-28 12:00:00' WHERE link_id = 1")
-    run(any_synced, full=True)
-    assert replica_rows(any_synced, "SELECT guardian_id, guardian_source_id FROM student_guardians WHERE source_id = '1'") \
-        == [(None, "999999")]
+    result = run(any_synced, full=True)
+    links = result.counts["student_guardians"]
+    assert (links.rejected, links.unresolved, links.updated, links.deleted) == (1, 1, 0, 0)
+    assert rejects_of(any_synced, result.run_id) == [
+        ("student_guardians", "student_guardians source id 1",
+         f"guardian 999999 is not in the replica (student_guardians 1: student {pupil}, guardian 999999)")]
+    # Quarantined, not half-joined: the link keeps its previous, whole row.
+    assert replica_rows(any_synced, LINK_1) == [(str(pupil), str(contact))]
     with sqlite3.connect(source) as db:
         db.execute("INSERT INTO contacts (contact_id, first_name, last_name, created_at) "
                    "VALUES (999999, 'Late', 'Arrival', '2026-11-28 13:00:00')")
     run(any_synced, full=True)
-    assert replica_rows(any_synced, LINK_1)[0][1] == "999999"
+    assert replica_rows(any_synced, LINK_1) == [(str(pupil), "999999")]
+
+
+def test_an_enrolment_of_a_student_the_replica_lacks_is_rejected_and_never_stored(any_synced: Settings, source: Path) -> None:
+    with sqlite3.connect(source) as db:
+        db.execute("INSERT INTO enrollment_history (enroll_id, pupil_id, school_id, entry_date, grade, created_at) "
+                   "SELECT 777777, 888888, school_id, entry_date, grade, created_at FROM enrollment_history LIMIT 1")
+    result = run(any_synced, full=True)
+    assert (result.counts["enrollments"].rejected, result.counts["enrollments"].unresolved) == (1, 1)
+    assert rejects_of(any_synced, result.run_id) == [
+        ("enrollments", "enrollments source id 777777",
+         "student 888888 is not in the replica (enrollments 777777: student 888888)")]
+    assert "777777" not in replica_state(any_synced)["enrollments"]
+    assert replica_rows(any_synced, "SELECT count(*) FROM enrollments WHERE student_id IS NULL") == [(0,)]
+
+
+def test_a_row_whose_cursor_is_null_is_read_by_every_incremental_run(instance: Settings, tmp_path: Path) -> None:
+    source = tmp_path / "versioned.sqlite3"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE kids (id INTEGER PRIMARY KEY, first TEXT, last TEXT, version INTEGER)")
+        db.executemany("INSERT INTO kids VALUES (?, ?, ?, ?)", [(n, f"Kid{n}", "Doe", n) for n in range(1, 11)])
+    mapping = tmp_path / "versioned.toml"
+    mapping.write_text('[streams.students]\ntable = "students"\ntables = ["kids"]\nincremental = true\nquery = """'
+                       "SELECT CAST(id AS TEXT) AS source_id, first AS given_name, last AS family_name, version AS modified_at "
+                       'FROM kids"""\n')
+    settings = dataclasses.replace(instance, connectors=(registry_entry(source, mapping),))
+    assert run(settings, full=True).counts["students"].inserted == 10
+    with sqlite3.connect(source) as db:  # a row the source stamps with no version at all
+        db.execute("INSERT INTO kids VALUES (11, 'Nova', 'Null', NULL)")
+    later = run(settings).counts["students"]
+    assert (later.inserted, later.unchanged, later.null_cursor) == (1, 1, 1)  # the new row, and the row at the cursor
+    again = run(settings).counts["students"]
+    assert (again.inserted, again.unchanged, again.null_cursor) == (0, 2, 1)
+    assert "11" in replica_state(settings)["students"]
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT value FROM sync_cursors")).scalars().all() == ["10"]  # never moved by NULL
 
 
 def test_a_snapshot_deletes_exactly_the_rows_the_source_no_longer_has(any_synced: Settings, source: Path) -> None:
@@ -363,5 +419,6 @@ def test_a_nul_character_in_a_source_value_rejects_that_row_and_the_run_succeeds
     with engine.connect() as connection:
         reasons = connection.execute(select(SyncReject.reason).where(SyncReject.sync_run_id == result.run_id)).scalars().all()
     engine.dispose()
-    assert reasons == ["a value contains a NUL character"]
+    assert reasons[0] == "a value contains a NUL character"
+    assert reasons[1:] and all(r.startswith("student 3 is not in the replica") for r in reasons[1:])  # its dependants
     assert "3" not in replica_state(any_synced)["students"]
