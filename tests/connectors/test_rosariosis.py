@@ -133,3 +133,144 @@ def test_the_source_cannot_be_written_through_the_connector(rosario: str, tmp_pa
     else:
         assert isinstance(caught.value, ReadOnlyViolation)
     assert checksum(rosario) == before
+
+
+def execute(url: str, sql: str) -> None:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql)  # type: ignore[arg-type]
+
+
+def test_a_half_day_is_present_with_its_code_not_absent_all_day(rosario: str) -> None:
+    execute(rosario, "INSERT INTO attendance_day (student_id, school_date, minutes_present, state_value, syear) "
+                     "VALUES (1, '2024-09-23', 150, 0.5, 2024)")
+    (half,) = [a for a in everything(connect(rosario))["attendance"] if a.source_id == "day:1:2024-09-23"]
+    assert (half.status, half.code, half.minutes) == ("present", "half_day", 150)
+
+
+def test_contact_phones_titled_mobile_cell_or_home_are_read(rosario: str) -> None:
+    execute(rosario, """
+        INSERT INTO people (person_id, last_name, first_name) VALUES (20, 'Ng', 'Mo'), (21, 'Ng', 'Cel'), (22, 'Ng', 'Ho');
+        INSERT INTO people_join_contacts (person_id, title, value) VALUES
+            (20, 'Mobile', '555-0120'), (21, 'Cell', '555-0121'), (22, 'Home', '555-0122'), (22, 'Home Email', 'ho@example.net'),
+            (10, 'Mobile', '555-0199');""")
+    guardians = {g.source_id: g for g in everything(connect(rosario))["guardians"]}
+    assert [guardians[f"person:{n}"].phone for n in (20, 21, 22)] == ["555-0120", "555-0121", "555-0122"]
+    assert guardians["person:22"].email == "ho@example.net"
+    assert guardians["person:10"].phone == "555-0199"  # a mobile number comes before a home phone
+
+
+# Two more parent accounts in 2024: Rosa (staff 4) for student 2, Olu (staff 5) for student 3.
+SECOND_PARENTS = """
+INSERT INTO staff (syear, current_school_id, first_name, last_name, username, email, profile, profile_id)
+VALUES (2024, 1, 'Rosa', 'Lopez', 'rlopez', 'rosa@example.net', 'parent', 3),
+       (2024, 1, 'Olu', 'Okafor', 'ookafor', 'olu@example.net', 'parent', 3);
+INSERT INTO students_join_users (student_id, staff_id) VALUES (2, 4), (3, 5);
+"""
+
+# The rollover to 2025 as RosarioSIS's School_Setup/Rollover.php does it: schools, marking
+# periods and enrolments copied with syear + 1; every staff row copied with a new staff_id
+# and rollover_id = the old one; students_join_users copied for the new staff ids.
+ROLLOVER = """
+INSERT INTO schools (syear, id, title, address, city, state, zipcode, principal, www_address, number_days_rotation)
+SELECT syear + 1, id, title, address, city, state, zipcode, principal, www_address, number_days_rotation FROM schools WHERE syear = 2024;
+INSERT INTO school_marking_periods (syear, mp, school_id, title, short_name, sort_order, start_date, end_date, rollover_id)
+SELECT 2025, mp, school_id, title, short_name, sort_order, start_date + 364, end_date + 364, marking_period_id
+FROM school_marking_periods WHERE syear = 2024 AND mp = 'FY';
+INSERT INTO staff (syear, current_school_id, title, first_name, last_name, middle_name, username, password, email,
+                   custom_200000001, profile, schools, profile_id, rollover_id)
+SELECT syear + 1, current_school_id, title, first_name, last_name, middle_name, username, password, email,
+       custom_200000001, profile, schools, profile_id, staff_id FROM staff WHERE syear = 2024;
+INSERT INTO students_join_users (student_id, staff_id)
+SELECT j.student_id, s.staff_id FROM staff s JOIN students_join_users j ON j.staff_id = s.rollover_id WHERE s.syear = 2025;
+INSERT INTO student_enrollment (syear, school_id, student_id, grade_id, start_date)
+SELECT 2025, school_id, student_id, grade_id, '2025-06-13' FROM student_enrollment WHERE syear = 2024 AND end_date IS NULL;
+"""
+
+
+def test_after_a_rollover_a_link_removed_in_the_new_year_ends_access_and_kept_links_keep_their_guardian(
+        rosario: str, instance: Settings) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from connectors import registry
+    from gateway.db import create_rw_engine
+    from gateway.portal import access, facts
+    from gateway.portal.models import User, UserStudent
+    from gateway.replica.tables import Guardian, StudentGuardian
+    from gateway.security.crypto import FieldCipher
+    from gateway.security.keys import load_keys
+    from sync.engine import run_sync
+
+    execute(rosario, SECOND_PARENTS)
+    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": "rosariosis"})
+    settings = dataclasses.replace(instance, connectors=(entry,))
+
+    def sync(mode: str) -> None:
+        connector = registry.build(entry, settings)
+        try:
+            assert run_sync(settings, connector, mode).status == "succeeded"
+        finally:
+            connector.close()
+
+    sync("full")
+    execute(rosario, ROLLOVER)
+    # In the new year, Rosa's access to student 2 is removed (Users > Associated Students).
+    execute(rosario, "DELETE FROM students_join_users j USING staff s "
+                     "WHERE s.staff_id = j.staff_id AND s.syear = 2025 AND s.username = 'rlopez'")
+    sync("incremental")
+
+    replica, portal = create_rw_engine(settings.replica.url), create_rw_engine(settings.portal.url)
+    with Session(replica) as r:
+        links = set(r.execute(select(StudentGuardian.student_source_id, StudentGuardian.guardian_source_id)).all())
+        staff_guardians = sorted(r.scalars(select(Guardian.source_id).where(Guardian.source_id.like("staff:%"))))
+    # One guardian id per person across years: their first year's staff_id (3, 4, 5), never the 2025 copies.
+    assert staff_guardians == ["staff:3", "staff:4", "staff:5"]
+    assert {("1", "staff:3"), ("3", "staff:5")} <= links and ("2", "staff:4") not in links
+    assert not any(guardian.startswith("staff:") and guardian not in staff_guardians for _, guardian in links)
+
+    keys = load_keys(settings)
+    verdicts = {}
+    with Session(portal) as p, Session(replica) as r:
+        for username, guardian, student in (("parent", "staff:3", "1"), ("rlopez", "staff:4", "2")):
+            user = User(username=username, role="parent", display_name=username, password_hash="x",
+                        source_system="rosario", guardian_source_id=guardian)
+            p.add(user)
+            p.flush()
+            p.add(UserStudent(user_id=user.id, source_system="rosario", student_source_id=student,
+                              activated_at=dt.datetime(2024, 9, 1, tzinfo=dt.timezone.utc)))
+            p.flush()
+            ref = facts.StudentRef("rosario", student)
+            gathered = facts.parent_facts(r, p, settings, FieldCipher(keys.field), keys.blind_index, user, ref,
+                                          facts.student_row(r, ref))
+            verdicts[username] = access.parent_access(gathered, dt.date(2025, 9, 15), facts.policy_of(settings))
+    replica.dispose()
+    portal.dispose()
+    assert verdicts["parent"].allowed
+    assert (verdicts["rlopez"].allowed, verdicts["rlopez"].code) == (False, access.NO_PORTAL_ACCESS)
+
+
+def test_a_mapping_selecting_a_column_named_comment_syncs(rosario: str, instance: Settings, tmp_path: Path) -> None:
+    from connectors import registry
+    from sync.engine import run_sync
+
+    execute(rosario, "UPDATE attendance_day SET comment = 'doctor' WHERE student_id = 2")
+    shipped = load_mapping("rosariosis")
+    students = next(s for s in shipped.streams if s.spec.name == "students").query
+    mapping = tmp_path / "with-comment.toml"
+    mapping.write_text(
+        f'[streams.students]\ntable = "students"\ntables = ["students"]\nquery = """{students}"""\n\n'
+        '[streams.attendance]\ntable = "attendance"\ntables = ["attendance_day"]\nquery = """\n'
+        "SELECT 'day:' || CAST(d.student_id AS VARCHAR(20)) AS source_id, CAST(d.student_id AS VARCHAR(20)) AS student_source_id,\n"
+        "       d.school_date AS date, 'absent' AS status, CASE WHEN d.comment IS NULL THEN NULL ELSE 'noted' END AS code\n"
+        'FROM attendance_day d WHERE d.comment IS NOT NULL OR d.state_value = 1\n"""\n')
+    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": str(mapping)})
+    settings = dataclasses.replace(instance, connectors=(entry,))
+    connector = registry.build(entry, settings)
+    try:
+        result = run_sync(settings, connector, "full")
+    finally:
+        connector.close()
+    assert (result.status, result.counts["attendance"].inserted) == ("succeeded", 2)
+    codes = {a.source_id: a.code for a in connect(rosario, str(mapping)).iter_records("attendance", None) if isinstance(a, Record)}
+    assert codes == {"day:2": "noted", "day:1": None}

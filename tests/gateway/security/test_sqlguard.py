@@ -19,6 +19,7 @@ from gateway.security.sqlguard import check_read_only
     "SELECT replace(given_name, 'a', 'b') FROM students",
     "SELECT $$ DROP TABLE x $$",
     "SELECT 1;",
+    "SELECT d.comment, d.replace, d.set, d.load, d.security FROM attendance_day d WHERE d.comment IS NOT NULL",
 ])
 def test_plain_queries_pass(statement: str) -> None:
     check_read_only(statement)
@@ -34,6 +35,9 @@ def test_plain_queries_pass(statement: str) -> None:
     "SELECT * FROM students FOR UPDATE",
     "PRAGMA writable_schema = 1",
     "SET default_transaction_read_only = off",
+    "COMMENT ON TABLE students IS 'x'",
+    "LOAD 'plugin'",
+    "REPLACE INTO students VALUES (1)",
     "ATTACH DATABASE 'x.db' AS x",
     "CREATE TABLE t (id int)",
     "COPY students TO '/tmp/x'",
