@@ -14,7 +14,9 @@ from gateway.errors import GatewayError
 from gateway.replica.tables import SyncReject, SyncRun
 from gateway.settings import Settings
 
-COUNT_KEYS = ("inserted", "updated", "deleted", "unchanged", "rejected")
+# unresolved: of the rejected, records whose required reference is not in the replica;
+# null_cursor: records read with no modification time (read by every incremental run).
+COUNT_KEYS = ("inserted", "updated", "deleted", "unchanged", "rejected", "unresolved", "null_cursor")
 
 
 def register(group: click.Group) -> None:
@@ -66,9 +68,9 @@ def run_command(ctx: Context, name: str, full: bool, allow_shrink: bool, as_json
 
 def _summary_table(report: dict[str, Any]) -> str:
     lines = [f"run {report['run_id']} of {report['connector']} ({report['mode']}): {report['status']}",
-             f"  {'table':<22}" + "".join(f"{k:>11}" for k in COUNT_KEYS)]
+             f"  {'table':<22}" + "".join(f"{k:>12}" for k in COUNT_KEYS)]
     for table, counts in report["counts"].items():
-        lines.append(f"  {table:<22}" + "".join(f"{counts[k]:>11}" for k in COUNT_KEYS))
+        lines.append(f"  {table:<22}" + "".join(f"{counts.get(k, 0):>12}" for k in COUNT_KEYS))
     return "\n".join(lines)
 
 
