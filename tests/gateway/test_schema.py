@@ -80,3 +80,23 @@ def test_sqlite_databases_run_in_wal_mode(instance: Settings) -> None:
     engine = create_rw_engine(instance.replica.url)
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+# Written by hand: the references a row means nothing without (issue 14). A record whose
+# required other end is not in the replica is a reject, never stored half-joined.
+REQUIRED_REFERENCES = {
+    ("student_guardians", "student_id"), ("student_guardians", "guardian_id"), ("enrollments", "student_id"),
+    ("section_terms", "section_id"), ("section_terms", "term_id"), ("section_enrollments", "section_id"),
+    ("section_enrollments", "student_id"), ("assignments", "section_id"), ("scores", "assignment_id"),
+    ("scores", "student_id"), ("term_grades", "student_id"), ("term_grades", "section_id"), ("attendance", "student_id"),
+}
+
+
+def test_required_references_are_declared_with_the_schema_and_their_source_ids_are_not_nullable() -> None:
+    from gateway.replica.schema import canonical_tables, references
+
+    declared = {(name, ref.column) for name, table in canonical_tables().items() for ref in references(table) if ref.required}
+    assert declared == REQUIRED_REFERENCES
+    for name, table in canonical_tables().items():
+        for ref in references(table):
+            assert table.columns[ref.source_column].nullable is not ref.required, (name, ref.column)
