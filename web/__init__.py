@@ -11,6 +11,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from gateway.security import passwords
 from gateway.security.keys import load_keys
 from gateway.settings import Settings, load_settings
 from web import (admin_console, apply, audit_console, auth, consoles, db, errors, headers, i18n, inputs, it_console,
@@ -34,6 +35,7 @@ def create_app(config: Settings | None = None) -> Flask:
     for blueprint in (public.bp, auth.bp, portal.bp, student.bp, report.bp, apply.bp, recovery.bp, consoles.bp,
                       staff_console.bp, it_console.bp, audit_console.bp, admin_console.bp, errors.bp):
         app.register_blueprint(blueprint)
+    passwords.warm(settings)  # the unknown-name dummy hash, made before the first sign-in, not during it
     if settings.web.trusted_proxy_hops:
         hops = settings.web.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

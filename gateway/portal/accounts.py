@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from gateway.security import passwords
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal.models import Denial, Throttle, User, UserSession
+from gateway.portal.models import STAFF_ROLES, Denial, Throttle, User, UserSession
 from gateway.settings import Settings
 
 TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this often
@@ -35,25 +36,42 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def normalize_username(name: str) -> str:
+    """The one form of a username, wherever a name enters: lookups, throttles, uniqueness.
+
+    Unicode NFKC (fullwidth and other compatibility forms become plain letters), every
+    whitespace character removed (spaces, tabs, no-break and em spaces, anywhere in the
+    name) along with invisible format characters (zero-width spaces and joiners),
+    casefolded. So " Parent-X", "parent-x\t" and "parent-x\u00a0" are one account, with
+    one lockout.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+
+
 def find_user(session: Session, username: str) -> User | None:
-    return session.scalars(select(User).where(func.lower(User.username) == username.strip().lower())).first()
+    return session.scalars(select(User).where(User.username_key == normalize_username(username))).first()
 
 
 def create_user(session: Session, settings: Settings, *, username: str, password: str, role: str, display_name: str,
                 email: str | None = None, source_system: str | None = None, guardian_source_id: str | None = None,
                 student_source_id: str | None = None) -> User:
-    """A new account; the password must pass the NIST checks."""
-    username = username.strip()
-    if not username or len(username) > 64 or find_user(session, username) is not None:
-        raise AccountError(f"the username {username!r} is taken or not allowed; choose another")
+    """A new account; the password must pass the NIST checks, the name must be free once normalised."""
+    username, key = username.strip(), normalize_username(username)
+    taken = AccountError(f"the username {username!r} is taken or not allowed; choose another")
+    if not key or len(username) > 64 or len(key) > 64 or find_user(session, username) is not None:
+        raise taken
     found = passwords.problems(password, settings, [username, display_name, email or ""])
     if found:
         raise AccountError(found[0].message)
-    user = User(username=username, role=role, display_name=display_name, email=email,
+    user = User(username=username, username_key=key, role=role, display_name=display_name, email=email,
                 password_hash=passwords.hasher_for(settings).hash(password), source_system=source_system,
                 guardian_source_id=guardian_source_id, student_source_id=student_source_id)
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():  # another request may take the same name between the check and here
+            session.add(user)
+    except IntegrityError:
+        raise taken from None
     return user
 
 
@@ -66,10 +84,8 @@ class LoginResult:
 
 def authenticate(session: Session, settings: Settings, username: str, password: str, ip: str) -> LoginResult:
     """Check a login; failures count toward lockouts of the account and of the address."""
-    now = utcnow()
-    sec = settings.security
-    locked = max(filter(None, (locked_until(session, "login_account", username.lower(), now),
-                               locked_until(session, "login_ip", ip, now))), default=None)
+    now, key = utcnow(), normalize_username(username)
+    locked = login_locked_until(session, username, ip, now)
     user = find_user(session, username)
     hasher = passwords.hasher_for(settings)
     # End the read before the deliberately slow hash: no lock or snapshot is held across it,
@@ -79,16 +95,35 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     if locked is not None:
         return LoginResult(None, "locked", locked)
     if not ok or user is None:
-        window, lockout = dt.timedelta(minutes=sec.login_window_minutes), dt.timedelta(minutes=sec.lockout_minutes)
-        until = record_failure(session, "login_account", username.lower(), now, sec.login_max_failures, window, lockout)
-        record_failure(session, "login_ip", ip, now, sec.ip_max_failures, window, lockout)
+        until = count_login_failure(session, settings, key, ip, now)
         return LoginResult(None, "locked" if until else "bad_credentials", until)
     if user.disabled_at is not None or is_denied_user(session, user):
         return LoginResult(None, "denied")
-    reset_throttle(session, "login_account", username.lower())
+    if user.role not in STAFF_ROLES:
+        # A staff role's count is cleared only by its second factor: re-entering a known
+        # password must not buy fresh code guesses.
+        reset_throttle(session, "login_account", key)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return LoginResult(user)
+
+
+def count_login_failure(session: Session, settings: Settings, key: str, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """A wrong password or second-factor code: one more toward the account's and the address's lockout.
+
+    Returns the account's lockout end if this failure starts it.
+    """
+    sec = settings.security
+    window, lockout = dt.timedelta(minutes=sec.login_window_minutes), dt.timedelta(minutes=sec.lockout_minutes)
+    until = record_failure(session, "login_account", key, now, sec.login_max_failures, window, lockout)
+    by_address = record_failure(session, "login_ip", ip, now, sec.ip_max_failures, window, lockout)
+    return until or by_address
+
+
+def login_locked_until(session: Session, username: str, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """When the account's or the address's sign-in lockout ends, if one holds now."""
+    return max(filter(None, (locked_until(session, "login_account", normalize_username(username), now),
+                             locked_until(session, "login_ip", ip, now))), default=None)
 
 
 def is_denied_user(session: Session, user: User) -> bool:
@@ -207,4 +242,4 @@ def reset_throttle(session: Session, scope: str, key: str) -> None:
 
 
 def unlock(session: Session, username: str) -> None:
-    reset_throttle(session, "login_account", username.lower())
+    reset_throttle(session, "login_account", normalize_username(username))

@@ -34,7 +34,9 @@ def _created() -> Any:
 class User(PortalBase):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # as the person chose it, for display
+    # The one form every lookup, throttle and uniqueness check uses (accounts.normalize_username).
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     display_name: Mapped[str] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(255))
@@ -64,6 +66,26 @@ class UserSession(PortalBase):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class SecondFactorChallenge(PortalBase):
+    """A password accepted, a second-factor code awaited: kept here, so the cookie holds only a token.
+
+    Single use (``ended_at`` is set once, by a conditional update), expiring, and bound to the
+    browser that holds the token (stored only hashed). An account enrolling keeps its new
+    TOTP key here, encrypted, until the first code confirms it.
+    """
+
+    __tablename__ = "second_factor_challenges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = _fk("users", nullable=False)
+    created_at: Mapped[dt.datetime] = _created()
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    enrol_secret: Mapped[str | None] = encrypted()
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(32))  # signed_in, locked, superseded
 
 
 class UserStudent(PortalBase):
@@ -293,6 +315,7 @@ class RecoveryToken(PortalBase):
     created_at: Mapped[dt.datetime] = _created()
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # a newer link, or a completed reset
 
 
 class RecoveryCode(PortalBase):

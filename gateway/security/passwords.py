@@ -29,22 +29,41 @@ class PasswordProblem:
     message: str
 
 
+# One hasher per parameter set, made once: the dummy hash below is cached per hasher, and a
+# new hasher per call would make (and pay for) a new dummy hash at every unknown name.
+_PRODUCTION = PasswordHasher()  # argon2id with the library's defaults
+_TEST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # test instances only
+_DUMMY_PASSWORD = "an unknown user's password is never this one"
+_dummy_hashes: dict[tuple[object, ...], str] = {}  # by the hasher's parameters
+
+
 def hasher_for(settings: Settings) -> PasswordHasher:
     """argon2id with the library's defaults; test instances use cheap parameters, nothing else does."""
-    if settings.instance.kind == "test":
-        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    return PasswordHasher()
+    return _TEST if settings.instance.kind == "test" else _PRODUCTION
 
 
-@lru_cache(maxsize=4)
-def _dummy_hash(hasher: PasswordHasher) -> str:
-    return hasher.hash("an unknown user's password is never this one")
+def dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash made with this hasher's parameters, once per process, that no password matches.
+
+    An unknown name is verified against it, so it costs one argon2 verification with the real
+    parameters, as a known name does. ``warm`` makes it at start-up, so even the first
+    unknown name of a process does no extra hash.
+    """
+    params = (hasher.time_cost, hasher.memory_cost, hasher.parallelism, hasher.hash_len, hasher.salt_len, hasher.type)
+    if params not in _dummy_hashes:
+        _dummy_hashes[params] = hasher.hash(_DUMMY_PASSWORD)
+    return _dummy_hashes[params]
+
+
+def warm(settings: Settings) -> None:
+    """Make the dummy hash now (at start-up) rather than at the first unknown name."""
+    dummy_hash(hasher_for(settings))
 
 
 def verify(hasher: PasswordHasher, stored: str | None, password: str) -> bool:
     """True when ``password`` matches; with ``stored`` None the same work is done, then False."""
     try:
-        return hasher.verify(stored or _dummy_hash(hasher), password) and stored is not None
+        return hasher.verify(stored or dummy_hash(hasher), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
