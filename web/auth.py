@@ -7,7 +7,6 @@ password change, "sign out everywhere" or a denial.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ from wtforms.validators import DataRequired, Length
 
 from gateway.security import totp
 from gateway.portal import accounts, activation
+from gateway.portal import second_factor as second_factor_service
 from gateway.portal import guidelines as guideline_service
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
@@ -32,7 +32,6 @@ from gateway.replica.tables import Guardian, Student
 from web import context, db
 
 bp = Blueprint("auth", __name__)
-SECOND_FACTOR_SECONDS = 300  # a password is good for this long while the second factor is asked
 OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "auth.second_factor",
                   "public.index", "public.healthz",
                   "public.help", "apply.apply", "recovery.forgot_password", "recovery.forgot_username",
@@ -91,10 +90,15 @@ def login() -> ResponseReturnValue:
 
 
 def _start_second_factor(user: User) -> ResponseReturnValue:
-    """Staff roles sign in with a second factor; until then no session exists."""
-    db.portal().commit()
+    """Staff roles sign in with a second factor; until then no session exists.
+
+    The pending sign-in is a row on the server; the cookie carries only its token.
+    """
+    portal = db.portal()
+    token = second_factor_service.start(portal, context.cipher(), user, context.client_ip())
+    portal.commit()
     _renew_session()
-    session["mfa_user"], session["mfa_started"] = user.id, time.time()
+    session["second_factor"] = token
     return redirect(url_for("auth.second_factor", next=request.args.get("next")))
 
 
@@ -105,48 +109,37 @@ class SecondFactorForm(FlaskForm):  # type: ignore[misc]
 
 @bp.route("/login/second-factor", methods=["GET", "POST"])
 def second_factor() -> ResponseReturnValue:
-    portal = db.portal()
-    user = _pending_user()
-    if user is None:
+    portal, cipher = db.portal(), context.cipher()
+    token = session.get("second_factor")
+    found = second_factor_service.pending(portal, cipher, token) if isinstance(token, str) else None
+    if found is None:
+        session.pop("second_factor", None)
         return redirect(url_for("auth.login"))
-    enrolling = user.totp_secret is None
-    if enrolling:
-        session.setdefault("mfa_secret", totp.new_secret())
-    secret = session["mfa_secret"] if enrolling else totp.secret_of(context.cipher(), user)
     form = SecondFactorForm()
     if form.validate_on_submit():
-        step = totp.accept(secret or "", form.code.data, user.totp_last_step)
-        if step is not None and enrolling:
-            codes = totp.enroll(portal, context.cipher(), user, secret or "", step)
-            context.record("mfa.enrolled", actor_user_id=user.id)
-            _sign_in(user)
-            return render_template("recovery_codes.html", codes=codes)
-        if step is not None or (not enrolling and totp.use_recovery_code(portal, user, form.code.data)):
-            if step is not None:
-                user.totp_last_step = step
-            return _sign_in(user)
-        _count_second_factor_failure(user)
+        outcome = second_factor_service.attempt(portal, context.settings(), cipher, found, form.code.data,
+                                                context.client_ip())
+        portal.commit()
+        if outcome.result == "signed_in":
+            return _second_factor_passed(found.user, outcome.recovery_codes)
+        context.record("mfa.failed", actor_user_id=found.user.id, reason=outcome.result)
+        if outcome.result != "wrong":
+            session.pop("second_factor", None)
+            flash(_refusal_message(accounts.LoginResult(None, "locked", outcome.locked_until))
+                  if outcome.result == "locked" else _("Please sign in again."))
+            return redirect(url_for("auth.login"))
         form.code.errors.append(_("That code is not right, or was already used."))
-    uri = totp.provisioning_uri(secret or "", user.username, context.settings().district.name) if enrolling else None
-    return render_template("second_factor.html", form=form, enrolling=enrolling, secret=secret if enrolling else None,
-                           qr=totp.qr_svg(uri) if uri else None)
+    uri = totp.provisioning_uri(found.secret, found.user.username, context.settings().district.name) if found.enrolling else None
+    return render_template("second_factor.html", form=form, enrolling=found.enrolling,
+                           secret=found.secret if found.enrolling else None, qr=totp.qr_svg(uri) if uri else None)
 
 
-def _pending_user() -> User | None:
-    pending, started = session.get("mfa_user"), session.get("mfa_started", 0)
-    if pending is None or time.time() - started > SECOND_FACTOR_SECONDS:
-        return None
-    return db.portal().get(User, pending)
-
-
-def _count_second_factor_failure(user: User) -> None:
-    """Wrong codes count toward the account's lockout, so six digits cannot be tried through."""
-    sec = context.settings().security
-    window, lockout = timedelta(minutes=sec.login_window_minutes), timedelta(minutes=sec.lockout_minutes)
-    if accounts.record_failure(db.portal(), "login_account", user.username.lower(), utcnow(), sec.login_max_failures,
-                               window, lockout):
-        session.clear()
-    context.record("mfa.failed", actor_user_id=user.id)
+def _second_factor_passed(user: User, recovery_codes: list[str] | None) -> ResponseReturnValue:
+    if recovery_codes is None:
+        return _sign_in(user)
+    context.record("mfa.enrolled", actor_user_id=user.id)
+    _sign_in(user)
+    return render_template("recovery_codes.html", codes=recovery_codes)
 
 
 def _refusal_message(result: accounts.LoginResult) -> str:

@@ -3,6 +3,8 @@
 TOTP comes from ``cryptography``. A code is accepted one 30-second step either side of now,
 and never twice: the step of the last accepted code is kept, and any code of that step or
 an earlier one is a replay. Recovery codes are random, single use, and stored only hashed.
+Every acceptance is one conditional UPDATE whose row count decides, so of parallel requests
+carrying the same code exactly one wins, whatever the database's isolation level.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import segno
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor import InvalidToken
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.security.crypto import FieldCipher
@@ -73,11 +75,29 @@ def accept(secret: str, code: str, last_step: int | None, now: float | None = No
     return None
 
 
-def enroll(session: Session, cipher: FieldCipher, user: User, secret: str, step: int) -> list[str]:
-    """Store the confirmed secret (encrypted) and return fresh recovery codes, shown once."""
-    user.totp_secret, user.totp_last_step = cipher.encrypt(secret, CONTEXT), step
-    for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))):
-        old.used_at = utcnow()
+def claim_step(session: Session, user: User, step: int) -> bool:
+    """Record ``step`` as the last accepted one unless it (or a later one) already was."""
+    done = session.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
+                                                                       User.totp_last_step < step))
+                           .values(totp_last_step=step).execution_options(synchronize_session=False))
+    if done.rowcount == 1:  # type: ignore[attr-defined]
+        user.totp_last_step = step
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def enroll(session: Session, cipher: FieldCipher, user: User, secret: str, step: int) -> list[str] | None:
+    """Store the confirmed secret (encrypted) and return fresh recovery codes, shown once.
+
+    None when the account already has a second factor (another request enrolled it first).
+    """
+    sealed = cipher.encrypt(secret, CONTEXT)
+    done = session.execute(update(User).where(User.id == user.id, User.totp_secret.is_(None))
+                           .values(totp_secret=sealed, totp_last_step=step).execution_options(synchronize_session=False))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    user.totp_secret, user.totp_last_step = sealed, step
+    session.execute(update(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+                    .values(used_at=utcnow()).execution_options(synchronize_session=False))
     codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(RECOVERY_CODES)]
     session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash(code)) for code in codes)
     return codes
@@ -88,13 +108,12 @@ def secret_of(cipher: FieldCipher, user: User) -> str | None:
 
 
 def use_recovery_code(session: Session, user: User, code: str) -> bool:
-    row = session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id,
-                                                     RecoveryCode.code_hash == _hash(code.strip().lower()),
-                                                     RecoveryCode.used_at.is_(None))).first()
-    if row is None:
-        return False
-    row.used_at = utcnow()
-    return True
+    """Mark an unused recovery code of this account used; True for the one request that did."""
+    done = session.execute(update(RecoveryCode).where(RecoveryCode.user_id == user.id,
+                                                      RecoveryCode.code_hash == _hash(code.strip().lower()),
+                                                      RecoveryCode.used_at.is_(None))
+                           .values(used_at=utcnow()).execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _hash(code: str) -> str:

@@ -1,0 +1,119 @@
+"""The second factor of staff roles: a pending sign-in kept on the server, and its code step.
+
+A password accepted for a staff role starts a challenge row; the browser's cookie holds only
+its random token (stored hashed), never the account or an enrolment key. The row is single
+use, expires after ``SECOND_FACTOR_SECONDS``, and keeps an enrolling account's new TOTP key
+encrypted with the field cipher. Each attempt first checks the sign-in lockout of the
+account and of the address; a wrong code counts toward both in the database, so neither a
+saved pre-code cookie nor a fresh password sign-in buys fresh guesses, and once the
+lockout starts every pending challenge of the account ends. Accepting a code (TOTP step,
+recovery code, enrolment, the challenge itself) is a conditional update: of parallel
+requests, exactly one wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.portal import accounts
+from gateway.portal.models import SecondFactorChallenge, User
+from gateway.replica.dbtypes import utcnow
+from gateway.security import totp
+from gateway.security.crypto import FieldCipher
+from gateway.settings import Settings
+
+SECOND_FACTOR_SECONDS = 300  # a password is good for this long while the second factor is asked
+ENROL_CONTEXT = "second_factor_challenges.enrol_secret"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A live challenge, its account, and the key its codes are checked against."""
+
+    challenge: SecondFactorChallenge
+    user: User
+    secret: str
+    enrolling: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # signed_in, wrong, locked, gone
+    recovery_codes: list[str] | None = None  # after enrolment: shown once
+    locked_until: dt.datetime | None = None
+
+
+def start(session: Session, cipher: FieldCipher, user: User, ip: str | None) -> str:
+    """A new pending sign-in; returns the token for the cookie (stored only hashed)."""
+    token = secrets.token_urlsafe(32)
+    enrol = None if user.totp_secret else cipher.encrypt(totp.new_secret(), ENROL_CONTEXT)
+    session.add(SecondFactorChallenge(token_hash=accounts.token_hash(token), user_id=user.id, ip=ip, enrol_secret=enrol,
+                                      expires_at=utcnow() + dt.timedelta(seconds=SECOND_FACTOR_SECONDS)))
+    session.flush()
+    return token
+
+
+def pending(session: Session, cipher: FieldCipher, token: str) -> Pending | None:
+    """The live challenge of a cookie token, or None (unknown, used, ended or expired)."""
+    row = session.scalars(select(SecondFactorChallenge)
+                          .where(SecondFactorChallenge.token_hash == accounts.token_hash(token))).first()
+    if row is None or row.ended_at is not None or row.expires_at <= utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        return None
+    if user.totp_secret is not None:
+        return Pending(row, user, totp.secret_of(cipher, user) or "", enrolling=False)
+    if row.enrol_secret is None:  # the factor was reset after this sign-in began: begin again
+        return None
+    return Pending(row, user, cipher.decrypt(row.enrol_secret, ENROL_CONTEXT), enrolling=True)
+
+
+def attempt(session: Session, settings: Settings, cipher: FieldCipher, found: Pending, code: str, ip: str) -> Outcome:
+    """One code for a pending sign-in: refused while locked, counted when wrong, used once when right."""
+    now, user = utcnow(), found.user
+    locked = accounts.login_locked_until(session, user.username_key, ip, now)
+    if locked is not None:
+        _end_all(session, user.id, "locked")
+        return Outcome("locked", locked_until=locked)
+    accepted, codes = _accept(session, cipher, found, code)
+    if not accepted:
+        until = accounts.count_login_failure(session, settings, user.username_key, ip, now)
+        if until is not None:
+            _end_all(session, user.id, "locked")
+        return Outcome("locked" if until else "wrong", locked_until=until)
+    if not _end(session, found.challenge.id, "signed_in", now):
+        return Outcome("gone")  # a parallel request on the same challenge signed in first
+    accounts.reset_throttle(session, "login_account", user.username_key)
+    return Outcome("signed_in", recovery_codes=codes)
+
+
+def _accept(session: Session, cipher: FieldCipher, found: Pending, code: str) -> tuple[bool, list[str] | None]:
+    user = found.user
+    step = totp.accept(found.secret, code, None if found.enrolling else user.totp_last_step)
+    if found.enrolling:
+        codes = totp.enroll(session, cipher, user, found.secret, step) if step is not None else None
+        return codes is not None, codes
+    if step is not None:
+        return totp.claim_step(session, user, step), None
+    return totp.use_recovery_code(session, user, code), None
+
+
+def _end(session: Session, challenge_id: int, reason: str, now: dt.datetime) -> bool:
+    done = session.execute(update(SecondFactorChallenge)
+                           .where(SecondFactorChallenge.id == challenge_id, SecondFactorChallenge.ended_at.is_(None),
+                                  SecondFactorChallenge.expires_at > now)
+                           .values(ended_at=now, end_reason=reason).execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _end_all(session: Session, user_id: int, reason: str) -> None:
+    """End every pending sign-in of the account: saved pre-code cookies are worth nothing after a lockout."""
+    session.execute(update(SecondFactorChallenge)
+                    .where(SecondFactorChallenge.user_id == user_id, SecondFactorChallenge.ended_at.is_(None))
+                    .values(ended_at=utcnow(), end_reason=reason).execution_options(synchronize_session=False))

@@ -1,0 +1,160 @@
+"""The second factor: its pending state lives on the server, is used once, expires, and honours the lockout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, text, update
+
+from gateway.demo.sis import DemoSummary
+from gateway.portal import models
+from gateway.portal.models import PortalBase, Throttle
+from gateway.security import totp
+from gateway.settings import Settings
+
+from .conftest import PASSWORD, create_staff, csrf, login, portal_session, staff_client
+
+SESSION_COOKIE = "session"
+
+
+def submit_code(client: FlaskClient, code: str) -> str:
+    token = csrf(client, "/login")  # the form token of this browser session (a used-up step has no form)
+    response = client.post("/login/second-factor", data={"csrf_token": token, "code": code})
+    return response.headers.get("Location") or response.get_data(as_text=True)
+
+
+def saved_cookie(client: FlaskClient) -> str:
+    cookie = client.get_cookie(SESSION_COOKIE)
+    assert cookie is not None, "no session cookie"
+    return cookie.value
+
+
+def replay(app: Flask, cookie: str) -> FlaskClient:
+    """A new browser carrying a cookie saved earlier."""
+    client = app.test_client()
+    client.set_cookie(SESSION_COOKIE, cookie)
+    return client
+
+
+def wrong_code(secret: str, moment: float) -> str:
+    right = {totp.code_at(secret, moment + offset * totp.STEP) for offset in (-1, 0, 1)}
+    return next(code for code in ("000000", "111111", "222222", "333333") if code not in right)
+
+
+def test_the_pre_code_cookie_carries_neither_the_pending_user_nor_the_enrolment_secret(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    create_staff(district[0], "new.enrollee", "staff")
+    client = district_app.test_client()
+    assert login(client, "new.enrollee").headers["Location"].startswith("/login/second-factor")
+    page = client.get("/login/second-factor").get_data(as_text=True)
+    secret = re.search(r"<code>([A-Z2-7]+)</code>", page)
+    assert secret is not None, "the person enrolling sees the key to type into the app"
+    serializer = district_app.session_interface.get_signing_serializer(district_app)  # type: ignore[attr-defined]
+    carried = serializer.loads(saved_cookie(client))
+    assert set(carried) <= {"csrf_token", "second_factor", "lang"}
+    assert secret.group(1) not in repr(carried)
+    with portal_session(district[0]) as session:  # kept on the server, and only encrypted there
+        for table in PortalBase.metadata.sorted_tables:
+            for row in session.execute(select(table)).all():
+                assert secret.group(1) not in repr(row), f"the enrolment key is readable in {table.name}"
+        (pending,) = session.scalars(select(models.SecondFactorChallenge)).all()
+        assert pending.enrol_secret is not None and pending.ended_at is None
+
+
+def test_a_saved_pre_code_cookie_signs_in_only_once(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "once.only", "staff")
+    client = district_app.test_client()
+    login(client, "once.only")
+    saved = saved_cookie(client)
+    now = time.time()
+    assert submit_code(client, totp.code_at(secret, now + totp.STEP)) == "/dashboard"
+    # The same pre-code cookie again, with the next valid code: the pending sign-in was used up.
+    assert replay(district_app, saved).get("/login/second-factor").status_code == 302  # back to the sign-in page
+    again = replay(district_app, saved)
+    assert submit_code(again, totp.code_at(secret, now + 2 * totp.STEP)) != "/dashboard"
+    assert again.get("/staff").status_code == 302
+
+
+def test_the_pending_second_factor_expires_on_the_server(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "slow.typist", "staff")
+    client = district_app.test_client()
+    login(client, "slow.typist")
+    with portal_session(district[0]) as session:
+        session.execute(update(models.SecondFactorChallenge).values(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)))
+        session.commit()
+    assert client.get("/login/second-factor").status_code == 302  # back to the sign-in page
+    assert submit_code(client, totp.code_at(secret, time.time() + totp.STEP)) != "/dashboard"
+    assert client.get("/staff").status_code == 302
+
+
+def test_after_the_lockout_the_right_code_is_refused_on_every_saved_cookie_and_every_new_attempt(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "brute.target", "it")
+    guesser = district_app.test_client()
+    login(guesser, "brute.target")
+    first_saved = saved_cookie(guesser)
+    other = district_app.test_client()
+    login(other, "brute.target")
+    second_saved = saved_cookie(other)
+    now = time.time()
+    for _ in range(4):  # four wrong codes on the guesser's browser...
+        assert "not right" in submit_code(guesser, wrong_code(secret, now))
+    # ...and the fifth on a replay of its cookie saved before any guess: no fresh attempts.
+    assert submit_code(replay(district_app, first_saved), wrong_code(secret, now)) != "/dashboard"
+    right = totp.code_at(secret, now + totp.STEP)
+    for cookie in (first_saved, second_saved):
+        assert submit_code(replay(district_app, cookie), right) != "/dashboard"
+        assert replay(district_app, cookie).get("/it").status_code == 302
+    assert submit_code(guesser, right) != "/dashboard"
+    fresh = district_app.test_client()
+    assert "Too many attempts" in login(fresh, "brute.target").get_data(as_text=True)
+    assert submit_code(fresh, right) != "/dashboard"
+    with portal_session(district[0]) as session:  # until the lockout ends
+        session.execute(text("UPDATE throttles SET locked_until = NULL, failures = 0"))
+        session.commit()
+    later = district_app.test_client()
+    assert login(later, "brute.target").headers["Location"].startswith("/login/second-factor")
+    assert submit_code(later, right) == "/dashboard"
+
+
+def test_wrong_codes_are_counted_against_the_client_address_too(district_app: Flask,
+                                                                district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "counted", "staff")
+    client = district_app.test_client()
+    login(client, "counted")
+    now = time.time()
+    for _ in range(3):
+        submit_code(client, wrong_code(secret, now))
+    with portal_session(district[0]) as session:
+        counts = {row.scope: row.failures for row in session.scalars(select(Throttle).where(
+            Throttle.scope.in_(("login_account", "login_ip"))))}
+    assert counts == {"login_account": 3, "login_ip": 3}
+
+
+def test_a_password_sign_in_of_a_staff_account_is_not_yet_a_session(district_app: Flask,
+                                                                    district: tuple[Settings, DemoSummary]) -> None:
+    create_staff(district[0], "half.there", "auditor")
+    client = district_app.test_client()
+    login(client, "half.there", PASSWORD)
+    assert client.get("/audit").headers["Location"].startswith("/login")
+    with portal_session(district[0]) as session:
+        assert session.scalar(text("SELECT count(*) FROM user_sessions")) == 0
+
+
+def test_signing_in_again_with_the_password_gives_no_fresh_code_attempts(district_app: Flask,
+                                                                        district: tuple[Settings, DemoSummary]) -> None:
+    _, secret = staff_client(district_app, district[0], "knows.password", "staff")
+    now = time.time()
+    for _ in range(4):
+        client = district_app.test_client()
+        login(client, "knows.password")
+        assert "not right" in submit_code(client, wrong_code(secret, now))
+    client = district_app.test_client()
+    assert login(client, "knows.password").headers["Location"].startswith("/login/second-factor")
+    submit_code(client, wrong_code(secret, now))  # the fifth wrong code: the account locks
+    assert submit_code(client, totp.code_at(secret, now + totp.STEP)) != "/dashboard"
+    assert "Too many attempts" in login(district_app.test_client(), "knows.password").get_data(as_text=True)
