@@ -1,8 +1,10 @@
 """Password reset and username reminders, sent only to the email the account holds.
 
-The answer to a request never says whether an account exists. A reset link is single use,
+The answer to a request never says whether an account exists. A reset link is single use
+(claimed by one conditional update, so of parallel requests exactly one sets a password),
 expires after ``[security] recovery_link_minutes``, is stored only as a hash, and using it
-ends every session of the account.
+ends every session of the account. Only the newest link of an account works: a new one
+revokes the earlier ones, and a completed reset revokes every other outstanding one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import mail
@@ -39,6 +41,7 @@ def request_reset(session: Session, settings: Settings, identifier: str, ip: str
     if user is not None and user.email and user.disabled_at is None:
         token = secrets.token_urlsafe(32)
         minutes = settings.security.recovery_link_minutes
+        _revoke_outstanding(session, user.id)
         session.add(RecoveryToken(user_id=user.id, token_hash=token_hash(token),
                                   expires_at=utcnow() + dt.timedelta(minutes=minutes)))
         mail.send(settings, [user.email], f"{settings.district.name} portal: reset your password",
@@ -68,7 +71,7 @@ def _only_user_with_email(session: Session, email: str) -> User | None:
 
 def valid_token(session: Session, token: str) -> RecoveryToken | None:
     row = session.scalars(select(RecoveryToken).where(RecoveryToken.token_hash == token_hash(token))).first()
-    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+    if row is None or row.used_at is not None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     return row
 
@@ -83,7 +86,27 @@ def reset_password(session: Session, settings: Settings, token: str, new_passwor
     found = problems(new_password, settings, [user.username, user.display_name, user.email or ""])
     if found:
         raise AccountError(found[0].message)
+    if not _claim(session, row.id):
+        raise AccountError("This link has expired or was already used. Ask for a new one.")
     user.password_hash, user.password_changed_at = hasher_for(settings).hash(new_password), utcnow()
-    row.used_at = utcnow()
+    _revoke_outstanding(session, user.id)
     end_all_sessions(session, user.id, "password_reset")
     return user
+
+
+def _claim(session: Session, token_id: int) -> bool:
+    """Mark the link used; True for the one request that did (a conditional update decides)."""
+    now = utcnow()
+    done = session.execute(update(RecoveryToken)
+                           .where(RecoveryToken.id == token_id, RecoveryToken.used_at.is_(None),
+                                  RecoveryToken.revoked_at.is_(None), RecoveryToken.expires_at > now)
+                           .values(used_at=now).execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _revoke_outstanding(session: Session, user_id: int) -> None:
+    """Every unused link of the account stops working."""
+    session.execute(update(RecoveryToken)
+                    .where(RecoveryToken.user_id == user_id, RecoveryToken.used_at.is_(None),
+                           RecoveryToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()).execution_options(synchronize_session=False))

@@ -77,3 +77,44 @@ def test_a_username_reminder_lists_the_accounts_of_that_email(parent_client: Cal
     ask(district_app, "/forgot-username", "email", address.upper())
     (message,) = outbox_messages(district[0].mail.outbox_dir)
     assert "remember.me" in message.read_text()
+
+
+def links_mailed(settings: Settings) -> list[str]:
+    """The reset links in the outbox, oldest first."""
+    found = []
+    for path in sorted(outbox_messages(settings.mail.outbox_dir), key=lambda p: p.stat().st_mtime_ns):
+        body = email.message_from_bytes(path.read_bytes()).get_payload(decode=True).decode()
+        found += re.findall(r"/reset\?token=[A-Za-z0-9_-]+", body)
+    return found
+
+
+def test_a_newer_reset_link_makes_the_older_one_stop_working(parent_client: Callable[[str, str], FlaskClient],
+                                                             district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    parent_client("transfer", "asked.twice")
+    ask(district_app, "/forgot-password", "identifier", "asked.twice")
+    ask(district_app, "/forgot-password", "identifier", "asked.twice")
+    older, newer = links_mailed(district[0])
+    assert district_app.test_client().get(older).status_code == 404
+    client = district_app.test_client()
+    assert client.post(newer, data={"csrf_token": csrf(client, newer), "password": NEW}).status_code == 302
+
+
+def test_a_completed_reset_revokes_every_other_outstanding_link_of_the_account(
+        parent_client: Callable[[str, str], FlaskClient], district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    from sqlalchemy import select
+
+    from gateway.portal.accounts import token_hash
+    from gateway.portal.models import User
+    from gateway.replica.dbtypes import utcnow
+
+    parent_client("transfer", "many.links")
+    ask(district_app, "/forgot-password", "identifier", "many.links")
+    (link,) = links_mailed(district[0])
+    with portal_session(district[0]) as session:  # another link still outstanding (issued before this rule, say)
+        user_id = session.scalars(select(User.id).where(User.username == "many.links")).one()
+        session.add(RecoveryToken(user_id=user_id, token_hash=token_hash("an-outstanding-older-link"),
+                                  expires_at=utcnow() + dt.timedelta(minutes=30)))
+        session.commit()
+    client = district_app.test_client()
+    assert client.post(link, data={"csrf_token": csrf(client, link), "password": NEW}).status_code == 302
+    assert district_app.test_client().get("/reset?token=an-outstanding-older-link").status_code == 404
