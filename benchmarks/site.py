@@ -92,7 +92,7 @@ def drop_databases(names: list[str]) -> None:
     admin.dispose()
 
 
-def build_site(folder: Path, students: int, parents: int, db: str = "sqlite", workers: int = 4) -> Site:
+def build_site(folder: Path, students: int, parents: int, db: str = "sqlite", workers: int = 4, extra: str = "") -> Site:
     from connectors import registry
     from sync.engine import run_sync
 
@@ -101,7 +101,7 @@ def build_site(folder: Path, students: int, parents: int, db: str = "sqlite", wo
     generate(engine, students, 1, TODAY, attendance_days=20, assignments=5)
     engine.dispose()
     urls, databases = database_urls(db)
-    extra = "".join(f'\n[{name}]\nurl = "{url}"\n' for name, url in urls.items())
+    extra += "".join(f'\n[{name}]\nurl = "{url}"\n' for name, url in urls.items())
     extra += f'\n[policy]\ntoday = "{TODAY}"\n\n[web]\nworkers = {workers}\n'
     extra += f'\n[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "sqlite:///{source}"\nmapping = "demo"\n'
     settings = load_settings(write_config(folder / "instance", "demo", "Benchmark District", "America/Chicago", extra),
