@@ -45,8 +45,16 @@ def normalize_username(name: str) -> str:
     casefolded. So " Parent-X", "parent-x\t" and "parent-x\u00a0" are one account, with
     one lockout.
     """
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+    # Removing a space can leave a combining mark beside a letter that NFKC then composes,
+    # and NFKC can turn a spacing mark into a space and a combining one: repeat to the fixed
+    # point (two rounds in practice), so normalising a normalised name changes nothing.
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+        once = "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+        if once == name:
+            break
+        name = once
+    return name
 
 
 def find_user(session: Session, username: str) -> User | None:

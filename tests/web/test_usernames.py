@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -45,6 +47,20 @@ def test_a_name_is_normalised_by_nfkc_without_any_whitespace_and_casefolded() ->
     assert accounts.normalize_username("\uff30\uff41\uff52\uff45\uff4e\uff54-x") == "parent-x"  # fullwidth letters
     assert accounts.normalize_username("pa rent\u2003-x\n") == "parent-x"  # inner spaces, em space, newline
     assert accounts.normalize_username("Stra\u00dfe") == "strasse"  # casefold, not lower
+
+
+def test_normalising_a_normalised_name_changes_nothing() -> None:
+    # Removing a space can leave a combining mark next to a letter, and NFKC can turn a
+    # spacing mark into a space and a combining one: both end as the composed letter.
+    assert accounts.normalize_username("e \u0301") == "\u00e9"
+    assert accounts.normalize_username("a\u00a8") == "\u00e4"
+
+
+@given(st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_the_normal_form_is_a_fixed_point(name: str) -> None:
+    once = accounts.normalize_username(name)
+    assert accounts.normalize_username(once) == once
 
 
 def test_every_spelling_of_a_name_shares_the_accounts_lockout(app: Flask, parent_x: Settings) -> None:
@@ -115,3 +131,20 @@ def test_an_unknown_name_costs_the_same_hash_operations_as_a_known_one(app: Flas
     hash_operations.clear()
     login(app.test_client(), "nobody-by-this-name", "a wrong password for an unknown name")
     assert dict(hash_operations) == known == {"verify": 1}
+
+
+def test_the_migration_stops_with_the_clashing_names_when_two_accounts_normalise_alike(tmp_path: Path) -> None:
+    from gateway.errors import GatewayError
+
+    engine = create_rw_engine(f"sqlite:///{tmp_path / 'portal.sqlite3'}")
+    migrate.upgrade("portal", engine, "0004")
+    with engine.begin() as connection:
+        for name in ("Pat.Lee", "pat.lee\u00a0"):
+            connection.execute(text("INSERT INTO users (username, role, display_name, password_hash, password_changed_at, "
+                                    "created_at) VALUES (:name, 'parent', 'P', 'x', '2026-01-01', '2026-01-01')"), {"name": name})
+    with pytest.raises(GatewayError, match=r"'Pat\.Lee' / 'pat\.lee\\xa0'.*Rename all but one"):
+        migrate.upgrade("portal", engine)
+    assert migrate.current(engine) == "0004"  # nothing half-done: rename one, then migrate again
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM users")).scalar() == 2
+    engine.dispose()

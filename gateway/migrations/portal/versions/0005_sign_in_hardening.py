@@ -25,8 +25,13 @@ depends_on = None
 def _normalise(name: str) -> str:
     # A copy of gateway.portal.accounts.normalize_username as it was at this revision:
     # a migration must not change when the service's code changes later.
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+        once = "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+        if once == name:
+            break
+        name = once
+    return name
 
 
 def _backfill_username_keys() -> None:
