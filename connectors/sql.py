@@ -1,9 +1,15 @@
 """The ``sql`` connector: a SQLAlchemy URL plus a mapping file, read-only at every layer.
 
-The source is opened through ``gateway.db.create_ro_engine``: SQLite ``mode=ro``;
-PostgreSQL read-only transactions (which also stop functions that write and
-data-modifying CTEs); and the statement guard. Rows stream from a server-side cursor in
-batches; each becomes a canonical record, or a reject naming the stream, the row and why.
+Before anything is read: each mapping query is parsed in the source's dialect and
+refused unless it is one plain read (``gateway.security.sqltree``); the login is checked
+and refused if it can write the tables the mapping reads, unless the connector sets
+``allow_writable_login`` (``gateway.security.sourcelogin``). The source is opened
+through ``gateway.db.create_source_engine``: SQLite ``mode=ro``; PostgreSQL read-only
+transactions and every statement prepared (the extended protocol: one statement per
+round trip); and the parsed statement guard. What is sent is the parsed tree generated
+back into SQL, wrapped as a subquery with bound cursor bounds. Rows stream from a
+server-side cursor in batches; each becomes a canonical record, or a reject naming the
+stream, the row and why.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlglot import exp
 
-from gateway.db import create_ro_engine
-from gateway.errors import ConfigError, GatewayError, MissingSecret
+from gateway.db import create_source_engine
+from gateway.errors import ConfigError, GatewayError, MissingSecret, WritableLogin
+from gateway.security import sourcelogin, sqltree
 from gateway.security.keys import env_var, load_secret
 from gateway.replica.records import Record, Reject
 from gateway.settings import ConnectorSettings, Settings, check_database_url
@@ -45,11 +53,18 @@ class SqlConnector:
     """Reads a SQL source through a mapping; never writes."""
 
     def __init__(self, name: str, source_system: str, engine: Engine, mapping: SqlMapping,
-                 batch_size: int = 1000, source_zone: dt.tzinfo = dt.timezone.utc) -> None:
+                 batch_size: int = 1000, source_zone: dt.tzinfo = dt.timezone.utc,
+                 allow_writable_login: bool = False) -> None:
         self.name, self.source_system = name, source_system
         self.engine, self.mapping, self.batch_size, self.zone = engine, mapping, batch_size, source_zone
         self._unmapped: dict[str, Counter[str]] = {}
         self._source_columns: dict[str, list[str]] = {}
+        self._warnings: list[str] = []
+        self._dialect = sqltree.sqlglot_dialect(engine.dialect.name)
+        self._trees = {query.spec.name: sqltree.parse_query(
+            query.query, self._dialect, f"mapping {mapping.name}: streams.{query.spec.name}.query")
+            for query in mapping.streams}
+        self._check_login(allow_writable_login)
         self._check_columns()
 
     @property
@@ -77,6 +92,14 @@ class SqlConnector:
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:
         return self._unmapped
 
+    def warnings(self) -> list[str]:
+        """What every run of this connector must say (a login that can write)."""
+        return list(self._warnings)
+
+    def read_tables(self) -> list[str]:
+        """Every source table the mapping reads: declared in ``tables`` or named in a query."""
+        return read_tables(self.mapping, self._trees)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -85,12 +108,13 @@ class SqlConnector:
         return next(q for q in self.mapping.streams if q.spec is spec)
 
     def _statement(self, query: StreamQuery, since: dt.datetime | int | None) -> tuple[str, dict[str, Any]]:
+        tree = self._trees[query.spec.name]
         if since is None:
-            return query.query, {}
+            return sqltree.as_text_clause(sqltree.to_sql(tree, self._dialect)), {}
         # A closed lower bound: rows modified in the cursor's own second are read again
         # and de-duplicated by key, rather than missed. Rows with no modification time are
         # always read (the NULL-cursor rule of sync.cursors and the connector contract).
-        return (f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since OR src.modified_at IS NULL",
+        return (sqltree.wrapped(tree, self._dialect, "src.modified_at >= :since OR src.modified_at IS NULL"),
                 {"since": self._bind(since)})
 
     def _bind(self, moment: dt.datetime | int) -> Any:
@@ -101,13 +125,29 @@ class SqlConnector:
             return local.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
         return local.replace(tzinfo=None) if self.zone is not dt.timezone.utc else local
 
+    def _check_login(self, allow_writable_login: bool) -> None:
+        """Refuse, before reading any row, a login that can write what the mapping reads."""
+        tables = self.read_tables()
+        with self.engine.connect() as connection:
+            reasons = sourcelogin.writable_reasons(connection, tables)
+        if not reasons:
+            return
+        if not allow_writable_login:
+            url = self.engine.url
+            fix = sourcelogin.grant_statements(self.engine.dialect.name, "gateway_reader", url.database or "sis", tables)
+            raise WritableLogin(self.name, str(url.username or ""), reasons, fix)
+        self._warnings.append(f"connector {self.name}: the SIS login {self.engine.url.username or ''} can write "
+                              f"({'; '.join(reasons)}); allow_writable_login = true, so only the query parser, "
+                              "the one-statement protocol and the read-only session stand in the way")
+
     def _check_columns(self) -> None:
         """Refuse, before reading any row, a query that selects anything not canonical."""
         with self.engine.connect() as connection:
             for query in self.mapping.streams:
                 allowed = {f.name for f in dataclasses.fields(query.spec.record_type)} | CONTROL_FIELDS
+                probe = sqltree.wrapped(self._trees[query.spec.name], self._dialect, "1 = 0")
                 try:
-                    columns = list(connection.execute(text(f"SELECT * FROM ({query.query}) AS src WHERE 1 = 0")).keys())
+                    columns = list(connection.execute(text(probe)).keys())
                 except DBAPIError as exc:
                     raise ConfigError(f"mapping {self.mapping.name}: streams.{query.spec.name}.query",
                                       f"fails on the source ({str(exc.orig).splitlines()[0]})", "fix the SELECT") from None
@@ -129,6 +169,17 @@ class SqlConnector:
             for column in self._source_columns[table]:
                 if column.lower() not in words:
                     counter[f"{table}.{column}"] += rows
+
+
+def read_tables(mapping: SqlMapping, trees: Mapping[str, Any]) -> list[str]:
+    """The declared tables and every table a parsed query names (CTE names aside), in order."""
+    names = [table for query in mapping.streams for table in query.tables]
+    for tree in trees.values():
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            if table.name and table.name.lower() not in ctes:
+                names.append(".".join(part for part in (table.db, table.name) if part))
+    return list(dict.fromkeys(names))
 
 
 def _columns_of(connection: Connection, table: str) -> list[str]:
@@ -163,9 +214,10 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(options["source_timezone"]) if options.get("source_timezone") else dt.timezone.utc
-    engine = create_ro_engine(_with_password(options["url"], entry, settings))
+    engine = create_source_engine(_with_password(options["url"], entry, settings))
     return SqlConnector(entry.name, entry.source_system, engine, load_mapping(options["mapping"]),
-                        int(options.get("batch_size", settings.sync.batch_size)), zone)
+                        int(options.get("batch_size", settings.sync.batch_size)), zone,
+                        allow_writable_login=entry.allow_writable_login)
 
 
 def _with_password(url: str, entry: ConnectorSettings, settings: Settings) -> str:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import check_database_url
+from gateway.security import sourcelogin, sqltree
 from gateway.security.sqlguard import check_read_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -45,19 +46,35 @@ def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
         engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_reader_pragmas)
     else:
-        options = "-c default_transaction_read_only=on"
-        engine = create_engine(_with_driver(parsed), pool_pre_ping=True, connect_args={"options": options}, **kwargs)
+        # prepare_threshold=0: every statement is prepared, so it goes by the extended query
+        # protocol, where the server refuses a string holding more than one statement.
+        connect_args = {"options": "-c default_transaction_read_only=on", "prepare_threshold": 0}
+        engine = create_engine(_with_driver(parsed), pool_pre_ping=True, connect_args=connect_args, **kwargs)
     if guard:
         install_statement_guard(engine)
     return engine
 
 
-def install_statement_guard(engine: Engine) -> None:
-    """Check every statement before it is sent (see ``gateway.security.sqlguard``)."""
+def create_source_engine(url: str, **kwargs: Any) -> Engine:
+    """A SIS source: read-only as ``create_ro_engine``, its statements checked by the parser.
+
+    The word-list guard would refuse a column named ``comment`` or ``set``; the parsed
+    guard (``gateway.security.sqltree``) reads each statement in the source's dialect,
+    letting through only one plain read or the login check's own catalogue queries.
+    """
+    engine = create_ro_engine(url, guard=False, **kwargs)
+    dialect = sqltree.sqlglot_dialect(engine.dialect.name)
+    install_statement_guard(engine, sqltree.statement_guard(dialect, sourcelogin.trusted_statements(engine.dialect)))
+    return engine
+
+
+def install_statement_guard(engine: Engine, check: Callable[[str], None] = check_read_only) -> None:
+    """Check every statement before it is sent (``gateway.security.sqlguard`` by default;
+    a SQL source's engine uses the parsed guard of ``gateway.security.sqltree``)."""
 
     @event.listens_for(engine, "before_cursor_execute")
     def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        check_read_only(statement)
+        check(statement)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -66,6 +66,20 @@ class ReadOnlyViolation(GatewayError):
         super().__init__(f"refused on a read-only connection ({reason}): {short}")
 
 
+class WritableLogin(GatewayError):
+    """A SIS login can write what a mapping reads, and the connector does not allow it."""
+
+    exit_code = 2
+
+    def __init__(self, connector: str, login: str, reasons: list[str], fix: list[str]) -> None:
+        self.connector, self.login, self.reasons, self.fix = connector, login, reasons, fix
+        super().__init__(
+            f"connector {connector}: the SIS login {login} can write ({'; '.join(reasons)}); nothing was read. "
+            "Give the gateway a SELECT-only login, e.g. (as an administrator of the SIS database):\n  "
+            + "\n  ".join(fix)
+            + f"\nor, knowing the risk, set allow_writable_login = true in the [[connectors]] entry {connector}")
+
+
 class KeyringError(GatewayError):
     """A key file or key ring cannot be read or used."""
 

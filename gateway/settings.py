@@ -143,6 +143,8 @@ class ConnectorSettings:
     kind: str
     source_system: str
     options: Mapping[str, Any]
+    # A SQL source whose login can write is refused unless this is true; then each run warns.
+    allow_writable_login: bool = False
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,10 @@ def _connectors(entries: Any) -> tuple[ConnectorSettings, ...]:
         if name in seen:
             raise ConfigError(f"{key}.name", f"{name!r} is used twice", "give each connector its own name")
         seen.add(name)
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind", "source_system")}
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind", "source_system", "allow_writable_login")}
         source_system = str(entry.get("source_system") or name)
-        result.append(ConnectorSettings(name, kind, source_system, types.MappingProxyType(options)))
+        writable = entry.get("allow_writable_login", False)
+        if not isinstance(writable, bool):
+            raise ConfigError(f"{key}.allow_writable_login", "must be true or false", "write allow_writable_login = true")
+        result.append(ConnectorSettings(name, kind, source_system, types.MappingProxyType(options), writable))
     return tuple(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.db import create_ro_engine
+from gateway.db import create_source_engine
 from gateway.demo.sis import SENSITIVE_MARKERS, DemoSummary
 from gateway.errors import ConfigError, ReadOnlyViolation
 from gateway.replica.records import Record, Reject
@@ -20,8 +20,9 @@ from connectors.sql import SourceError, SqlConnector, from_settings
 UTC = dt.timezone.utc
 
 
-def connect(url: str, mapping: str = "demo") -> SqlConnector:
-    return SqlConnector("sis", "sis", create_ro_engine(url), load_mapping(mapping))
+def connect(url: str, mapping: str = "demo", allow_writable_login: bool = False) -> SqlConnector:
+    return SqlConnector("sis", "sis", create_source_engine(url), load_mapping(mapping),
+                        allow_writable_login=allow_writable_login)
 
 
 def records(connector: SqlConnector, stream: str, since: dt.datetime | None = None) -> list[Record]:
@@ -172,7 +173,7 @@ def test_the_demo_sis_is_generated_on_postgresql_by_the_cli_and_reads_back(pg_ad
         assert result.exit_code == 0, result.output
         report = json.loads(result.output)
         assert report["students"] == 30 and "turned_18_during_year" in report["cases"]
-        connector = connect(url)
+        connector = connect(url, allow_writable_login=True)  # the test server's superuser
         assert len(records(connector, "students")) == 30
         assert len(records(connector, "attendance")) == report["rows"]["attendance_daily"] + report["rows"]["attendance_period"]
         connector.close()
