@@ -22,7 +22,7 @@ from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, SyncRefused
 from gateway.security.keys import load_keys
 from gateway.replica.records import Record, Reject, Tombstone
-from gateway.replica.tables import CANONICAL_TABLES, SyncReject, SyncRun
+from gateway.replica.tables import CANONICAL_TABLES, RUN_WARNINGS_KEY, SyncReject, SyncRun
 from gateway.replica.sanitize import SanitizePolicy, load_policy
 from gateway.settings import Settings
 
@@ -44,10 +44,12 @@ class RunResult:
     status: str
     counts: dict[str, TableCounts] = field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "connector": self.connector, "mode": self.mode, "status": self.status,
-                "error": self.error, "counts": {t: c.as_dict() for t, c in self.counts.items()}}
+                "error": self.error, "counts": {t: c.as_dict() for t, c in self.counts.items()},
+                "warnings": self.warnings}
 
 
 @dataclass
@@ -89,7 +91,8 @@ def _run_with_retries(replica: Engine, context: RunContext) -> RunResult:
         context.rejects, context.rejected = [], 0
         try:
             counts = _publish(replica, context)
-            return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts)
+            return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts,
+                             warnings=connector_warnings(context.connector))
         except GatewayError as error:
             if getattr(error, "retriable", False) and attempt < attempts:
                 time.sleep(_backoff(context.settings.sync.retry_backoff_seconds, attempt))
@@ -240,9 +243,18 @@ def _start_run(replica: Engine, connector: Connector, mode: str) -> int:
             started_at=utcnow(), counts={}, unmapped_fields={})).inserted_primary_key[0]
 
 
+def connector_warnings(connector: Connector) -> list[str]:
+    """What every run of this connector must say (the SQL connector's writable login); most have none."""
+    warnings = getattr(connector, "warnings", None)  # optional: not part of every connector
+    return list(warnings()) if callable(warnings) else []
+
+
 def _finish_run(connection: Connection, context: RunContext, status: str, counts: dict[str, TableCounts],
                 error: str | None) -> None:
     unmapped = {stream: dict(counter) for stream, counter in context.connector.unmapped_fields().items() if counter}
+    warnings = connector_warnings(context.connector)
+    if warnings:  # kept with the run (no column of its own yet): see SyncRun.warnings
+        unmapped[RUN_WARNINGS_KEY] = {warning: 1 for warning in warnings}
     connection.execute(update(SyncRun).where(SyncRun.id == context.run_id).values(
         status=status, finished_at=utcnow(), error=error, unmapped_fields=unmapped,
         counts={name: c.as_dict() for name, c in counts.items()}))

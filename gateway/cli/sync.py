@@ -71,6 +71,7 @@ def _summary_table(report: dict[str, Any]) -> str:
              f"  {'table':<22}" + "".join(f"{k:>12}" for k in COUNT_KEYS)]
     for table, counts in report["counts"].items():
         lines.append(f"  {table:<22}" + "".join(f"{counts.get(k, 0):>12}" for k in COUNT_KEYS))
+    lines.extend(f"WARNING: {warning}" for warning in report.get("warnings", []))
     return "\n".join(lines)
 
 

@@ -216,6 +216,11 @@ CANONICAL_TABLES: tuple[type[Lineage], ...] = (
 )
 
 
+# The warnings of a run (a SQL source whose login can write) ride in ``unmapped_fields``
+# under this key, shaped as the streams are ({text: 1}), until they have a column.
+RUN_WARNINGS_KEY = "_warnings"
+
+
 class SyncRun(ReplicaBase):
     __tablename__ = "sync_runs"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -228,6 +233,14 @@ class SyncRun(ReplicaBase):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     unmapped_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list((self.unmapped_fields or {}).get(RUN_WARNINGS_KEY, {}))
+
+    @property
+    def unmapped_by_stream(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.unmapped_fields or {}).items() if k != RUN_WARNINGS_KEY}
 
 
 class SyncReject(ReplicaBase):

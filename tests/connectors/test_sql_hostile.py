@@ -7,6 +7,7 @@ protocol and the read-only session stand between a hostile mapping and the data.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.db import create_ro_engine, create_source_engine
 from gateway.errors import ConfigError, GatewayError, ReadOnlyViolation, WritableLogin
 from gateway.replica.records import Record
 from gateway.security.sourcelogin import grant_statements
+from gateway.settings import ConnectorSettings, Settings
 
 from connectors.mapping import load_mapping
 from connectors.sql import SqlConnector
@@ -164,12 +166,28 @@ def test_no_hostile_mapping_writes_through_a_login_that_owns_the_tables(
     assert before[0] is not None and before[2] == "contacts,pupils"
 
 
-def test_the_allowed_writable_login_reads_and_warns(owned_sis: tuple[str, str], tmp_path: Path) -> None:
-    owner_url, _ = owned_sis
-    connector = connect(owner_url, mapping_file(tmp_path, f"{READ} FROM pupils"), allow_writable_login=True)
-    (warning,) = connector.warnings()
-    assert "can write (" in warning and "owns table public.pupils" in warning and "allow_writable_login" in warning
-    assert len(list(connector.iter_records("students", None))) == 2
+def test_every_run_through_an_allowed_writable_login_warns_and_keeps_the_warning(
+    owned_sis: tuple[str, str], tmp_path: Path, instance: Settings
+) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from connectors import registry
+    from gateway.replica.tables import SyncRun
+    from sync.engine import run_sync
+
+    entry = ConnectorSettings("sis", "sql", "sis", {"url": owned_sis[0], "mapping": mapping_file(tmp_path, f"{READ} FROM pupils")},
+                              allow_writable_login=True)
+    settings = dataclasses.replace(instance, connectors=(entry,))
+    connector = registry.build(entry, settings)
+    result = run_sync(settings, connector, "full")
+    connector.close()
+    assert result.counts["students"].inserted == 2
+    (warning,) = result.warnings
+    assert warning.startswith("connector sis: the SIS login gw_owner_") and "owns table public.pupils" in warning
+    assert "allow_writable_login = true" in warning
+    with Session(create_engine(settings.replica.url)) as session:
+        assert session.scalars(select(SyncRun)).one().warnings == [warning]
 
 
 @pytest.mark.parametrize("statement", [

@@ -94,6 +94,23 @@ def test_connectors_keep_their_kind_specific_keys(tmp_path: Path) -> None:
     assert dict(connector.options) == {"url": "sqlite:///x", "mapping": "demo"}
 
 
+def test_the_example_config_documents_every_connector_setting() -> None:
+    from gateway.settings import ConnectorSettings
+
+    example = files("gateway.config").joinpath("gateway.example.toml").read_text(encoding="utf-8")
+    for field in dataclasses.fields(ConnectorSettings):
+        if field.name != "options":  # the kind-specific keys, documented per kind
+            assert f"\n# {field.name} =" in example, field.name
+
+
+def test_allow_writable_login_is_a_connector_setting_not_an_option(tmp_path: Path) -> None:
+    extra = '[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "sqlite:///x"\nmapping = "demo"\nallow_writable_login = true\n'
+    (connector,) = load_settings(write(tmp_path, extra), env={}).connectors
+    assert connector.allow_writable_login is True and "allow_writable_login" not in connector.options
+    with pytest.raises(ConfigError, match="allow_writable_login"):
+        load_settings(write(tmp_path, extra.replace("= true", '= "yes"')), env={})
+
+
 def test_the_example_config_documents_every_key_and_loads(tmp_path: Path) -> None:
     from gateway.settings import SECTIONS
 

@@ -271,3 +271,15 @@ def test_staff_reject_an_application_with_a_reason(district_app: Flask, district
     with portal_session(settings) as session:
         application = session.get(Application, application_id)
         assert application is not None and (application.status, application.decision_reason) == ("rejected", "No such student")
+
+
+def test_the_it_console_shows_a_runs_warning(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    from gateway.db import create_rw_engine
+
+    engine = create_rw_engine(district[0].replica.url)
+    with engine.begin() as connection:  # a run's warning as the sync engine stores it
+        connection.execute(text("UPDATE sync_runs SET unmapped_fields = :fields WHERE id = 1"),
+                           {"fields": '{"_warnings": {"connector sis: the SIS login can write": 1}}'})
+    engine.dispose()
+    it, _ = staff_client(district_app, district[0], "warned.it", "it")
+    assert "Warning: connector sis: the SIS login can write" in it.get("/it").get_data(as_text=True)
