@@ -1,4 +1,4 @@
-"""``gateway db``: migrations and the PostgreSQL grants of the web role."""
+"""``gateway db``: migrations, the PostgreSQL grants of the web role, a SIS source's SELECT-only login."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from gateway import migrate
-from gateway.security import grants
+from gateway.errors import ConfigError
+from gateway.security import grants, sourcelogin, sqltree
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.settings import Settings
@@ -87,9 +88,39 @@ def grants_command(ctx: Context, role: str, which: str, create_role: bool) -> No
 
 
 def _postgres_database(name: str, url: str) -> str:
-    from gateway.errors import ConfigError
-
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql" or not parsed.database:
         raise ConfigError(f"{name}.url", "is not a PostgreSQL database", "grants are for PostgreSQL deployments")
     return parsed.database
+
+
+@db.command("source-grants")
+@click.argument("name")
+@click.option("--login", default="gateway_reader", show_default=True, help="The SELECT-only login to create.")
+@click.option("--dialect", type=click.Choice(sorted(sourcelogin.GRANT_DIALECTS)),
+              help="The SIS database's kind (default: the connector URL's).")
+@pass_context
+def source_grants(ctx: Context, name: str, login: str, dialect: str | None) -> None:
+    """Print the SQL creating a SELECT-only login for the tables SQL connector NAME reads.
+
+    Run it as an administrator of the SIS database, choose the password, and put it in
+    GATEWAY_SECRET_SOURCE_<NAME> or keys/source-<name>, never in the URL.
+    """
+    from connectors.mapping import load_mapping
+    from connectors.sql import read_tables
+
+    entry = ctx.settings.connector(name)
+    if entry.kind != "sql" or "url" not in entry.options or "mapping" not in entry.options:
+        raise ConfigError(f"connectors.{name}", "is not a sql connector with a url and a mapping",
+                          "source grants are for SQL sources")
+    url = make_url(str(entry.options["url"]))
+    source = url.get_backend_name()
+    if (dialect or source) == "sqlite":
+        click.echo("-- SQLite has no logins: the gateway opens the file read-only (mode=ro).")
+        return
+    mapping = load_mapping(str(entry.options["mapping"]))
+    glot = sqltree.sqlglot_dialect(source)
+    trees = {q.spec.name: sqltree.parse_query(q.query, glot, f"mapping {mapping.name}: streams.{q.spec.name}.query")
+             for q in mapping.streams}
+    statements = sourcelogin.grant_statements(dialect or source, login, url.database or name, read_tables(mapping, trees))
+    click.echo("\n".join(statements))
