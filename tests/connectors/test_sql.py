@@ -179,3 +179,59 @@ def test_the_demo_sis_is_generated_on_postgresql_by_the_cli_and_reads_back(pg_ad
         connector.close()
     finally:
         pg_admin.drop(name)  # type: ignore[attr-defined]
+
+
+SQLITE_HOSTILE = {
+    "two statements": "SELECT CAST(pupil_id AS TEXT) AS source_id FROM pupils; DELETE FROM pupils",
+    "breakout": "SELECT CAST(pupil_id AS TEXT) AS source_id FROM pupils) src; DELETE FROM pupils; --",
+    "quote breakout": "SELECT CAST(pupil_id AS TEXT) AS source_id FROM pupils WHERE first_name <> 'it''s') src; DELETE FROM pupils; --'",
+    "data-modifying CTE": "WITH d AS (DELETE FROM pupils RETURNING pupil_id) SELECT CAST(pupil_id AS TEXT) AS source_id FROM d",
+    "replace into": "REPLACE INTO pupils (pupil_id) VALUES (1)",
+    "attach": "ATTACH DATABASE '/tmp/gw-stolen.db' AS stolen",
+    "pragma": "PRAGMA writable_schema = 1",
+    "load_extension": "SELECT load_extension('/tmp/evil.so') AS source_id FROM pupils",
+    "select into": "SELECT CAST(pupil_id AS TEXT) AS source_id INTO stolen FROM pupils",
+}
+
+
+def test_no_hostile_mapping_changes_a_sqlite_source(demo_sis: tuple[str, DemoSummary], tmp_path: Path) -> None:
+    path = demo_sis[0].removeprefix("sqlite:///")
+    checksum = "SELECT count(*), group_concat(pupil_id || first_name || last_name, ',') FROM pupils"
+    before = sqlite3.connect(path).execute(checksum).fetchone()
+    for name, query in SQLITE_HOSTILE.items():
+        with pytest.raises(ReadOnlyViolation):
+            connect(demo_sis[0], write_mapping(tmp_path, query))
+        assert sqlite3.connect(path).execute(checksum).fetchone() == before, name
+
+
+def test_a_mapping_query_the_parser_cannot_read_is_refused_with_its_stream_and_position(
+    demo_sis: tuple[str, DemoSummary], tmp_path: Path
+) -> None:
+    with pytest.raises(ReadOnlyViolation) as caught:
+        connect(demo_sis[0], write_mapping(tmp_path, "SELECT pupil_id AS source_id\n FROM (pupils"))
+    assert "streams.students.query: cannot be read at line 2, column" in str(caught.value)
+
+
+@pytest.mark.parametrize("column", ["comment", "replace", "set", "load", "security"])
+def test_a_column_named_like_a_keyword_is_read_from_sqlite(tmp_path: Path, column: str) -> None:
+    source = tmp_path / "source.sqlite3"
+    name = '"set"' if column == "set" else column  # SET is reserved in SQLite itself
+    with sqlite3.connect(source) as db:
+        db.execute(f"CREATE TABLE kids (id INTEGER, {name} TEXT, last TEXT)")
+        db.execute("INSERT INTO kids VALUES (1, 'Ana', 'Lopez')")
+    mapping = write_mapping(tmp_path, f"SELECT CAST(id AS TEXT) AS source_id, {name} AS given_name, "
+                                      "last AS family_name FROM kids", tables='["kids"]')
+    (student,) = records(connect(f"sqlite:///{source}", mapping), "students")
+    assert (student.source_id, student.given_name) == ("1", "Ana")  # type: ignore[attr-defined]
+
+
+def test_a_colon_inside_a_mapping_string_is_text_not_a_parameter(tmp_path: Path) -> None:
+    source = tmp_path / "source.sqlite3"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE kids (id INTEGER, first TEXT, last TEXT, changed TEXT)")
+        db.execute("INSERT INTO kids VALUES (1, 'Ana', 'Lopez', '2026-11-01 08:00:00')")
+    mapping = write_mapping(tmp_path, "SELECT CAST(id AS TEXT) AS source_id, first || ' :since' AS given_name, "
+                                      "last AS family_name, changed AS modified_at FROM kids", tables='["kids"]')
+    connector = connect(f"sqlite:///{source}", mapping)
+    (student,) = records(connector, "students", since=dt.datetime(2026, 10, 1, tzinfo=UTC))
+    assert student.given_name == "Ana :since"  # type: ignore[attr-defined]
