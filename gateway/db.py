@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.rosession import read_only_session
 from gateway.settings import check_database_url
 from gateway.security import sourcelogin, sqltree
 from gateway.security.sqlguard import check_read_only
@@ -46,10 +47,12 @@ def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
         engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_reader_pragmas)
     else:
-        # prepare_threshold=0: every statement is prepared, so it goes by the extended query
-        # protocol, where the server refuses a string holding more than one statement.
-        connect_args = {"options": "-c default_transaction_read_only=on", "prepare_threshold": 0}
-        engine = create_engine(_with_driver(parsed), pool_pre_ping=True, connect_args=connect_args, **kwargs)
+        # Per dialect (gateway.rosession): PostgreSQL read-only transactions, every statement
+        # prepared (the server then refuses a string holding more than one statement).
+        session = read_only_session(parsed)
+        engine = create_engine(session.url(_with_driver(parsed)), pool_pre_ping=True,
+                               connect_args=dict(session.connect_args), **kwargs)
+        session.install(engine)
     if guard:
         install_statement_guard(engine)
     return engine
@@ -64,7 +67,8 @@ def create_source_engine(url: str, **kwargs: Any) -> Engine:
     """
     engine = create_ro_engine(url, guard=False, **kwargs)
     dialect = sqltree.sqlglot_dialect(engine.dialect.name)
-    install_statement_guard(engine, sqltree.statement_guard(dialect, sourcelogin.trusted_statements(engine.dialect)))
+    trusted = sourcelogin.trusted_statements(engine.dialect) | set(read_only_session(engine.url).on_begin)
+    install_statement_guard(engine, sqltree.statement_guard(dialect, frozenset(trusted)))
     return engine
 
 

@@ -141,3 +141,39 @@ def test_gateway_db_source_grants_prints_the_login_for_the_mappings_tables(
 def test_the_mysql_check_is_trusted_by_the_guard_as_its_driver_sends_it() -> None:
     compiled = trusted_statements(mysql.dialect())  # type: ignore[no-untyped-call]
     assert {"SHOW GRANTS", "SELECT DATABASE()"} <= compiled
+
+
+def test_sql_server_and_oracle_sessions_are_read_only_by_dialect() -> None:
+    from sqlalchemy.engine import make_url
+
+    from gateway.rosession import read_only_session
+
+    mssql_url = make_url("mssql+pyodbc://reader@sis-db/sis?driver=ODBC+Driver+18+for+SQL+Server")
+    session = read_only_session(mssql_url)
+    assert session.url(mssql_url).query == {"driver": "ODBC Driver 18 for SQL Server", "ApplicationIntent": "ReadOnly"}
+    assert session.on_connect == ("SET TRANSACTION ISOLATION LEVEL SNAPSHOT",)
+    assert read_only_session(make_url("mssql+pymssql://reader@sis-db/sis")).url_query == {}  # no ODBC keywords there
+    assert read_only_session(make_url("oracle+oracledb://reader@sis-db/?service_name=PS")).on_begin == (
+        "SET TRANSACTION READ ONLY",)
+
+
+def test_the_parsed_guard_lets_a_sessions_own_statement_through_and_nothing_like_it() -> None:
+    from gateway.errors import ReadOnlyViolation
+    from gateway.security.sqltree import statement_guard
+
+    guard = statement_guard("oracle", frozenset({"SET TRANSACTION READ ONLY"}))
+    guard("SET TRANSACTION READ ONLY")
+    with pytest.raises(ReadOnlyViolation):
+        guard("SET TRANSACTION READ WRITE")
+
+
+def test_mapping_queries_are_quoted_as_sql_server_and_oracle_read_them() -> None:
+    from gateway.security.sqltree import parse_query, wrapped
+
+    tsql = parse_query("SELECT [order] AS source_id, [set] AS given_name FROM [dbo].[Students]", "tsql")
+    assert wrapped(tsql, "tsql", "src.modified_at >= :since") == (
+        "SELECT * FROM (SELECT [order] AS source_id, [set] AS given_name FROM [dbo].[Students]) src "
+        "WHERE src.modified_at >= :since")
+    ora = parse_query('SELECT "comment" AS given_name, id AS source_id FROM ps.students', "oracle")
+    assert wrapped(ora, "oracle", "1 = 0") == (
+        'SELECT * FROM (SELECT "comment" AS given_name, id AS source_id FROM ps.students) src WHERE 1 = 0')
