@@ -9,7 +9,7 @@ from gateway.errors import ReadOnlyViolation
 from gateway.security.sqltree import parse_query, statement_guard, to_sql, wrapped
 
 READ = "SELECT CAST(pupil_id AS TEXT) AS source_id, first_name AS given_name, last_name AS family_name"
-BREAKOUT = ") src; COMMIT; BEGIN READ WRITE; DELETE FROM pupils; --"
+BREAKOUT = ") src; COMMIT; BEGIN READ WRITE; DELETE FROM pupils; COMMIT; --"
 
 
 @pytest.mark.parametrize("dialect", ["postgres", "sqlite", "mysql", "tsql", "oracle"])
