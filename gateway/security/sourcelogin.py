@@ -11,6 +11,8 @@ when a writable login is refused and by ``gateway db source-grants``.
 - SQLite: nothing to check; the file is opened ``mode=ro``.
 - SQL Server: sysadmin, db_owner, db_datawriter, db_ddladmin; ``fn_my_permissions`` on
   each table for INSERT/UPDATE/DELETE/ALTER/CONTROL.
+- Oracle: system privileges that write any table (``session_privs``), owning a table
+  read, INSERT/UPDATE/DELETE/ALTER/INDEX/REFERENCES on it (to the login, its roles or PUBLIC).
 - MySQL/MariaDB: ``SHOW GRANTS``, read by ``writing_grants``.
 """
 
@@ -46,6 +48,16 @@ MSSQL_TABLE = text(
     "WHERE subentity_name = '' AND permission_name IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER', 'CONTROL', "
     "'TAKE OWNERSHIP')")
 
+ORACLE_SYSTEM = text(
+    "SELECT privilege FROM session_privs WHERE privilege IN ('INSERT ANY TABLE', 'UPDATE ANY TABLE', "
+    "'DELETE ANY TABLE', 'ALTER ANY TABLE', 'DROP ANY TABLE', 'CREATE ANY TABLE', 'EXECUTE ANY PROCEDURE', "
+    "'GRANT ANY PRIVILEGE', 'GRANT ANY ROLE', 'GRANT ANY OBJECT PRIVILEGE') ORDER BY privilege")
+ORACLE_TABLE = text(
+    "SELECT 'OWNER' FROM all_tables WHERE owner = USER AND table_name = :name "
+    "UNION SELECT privilege FROM all_tab_privs WHERE table_name = :name "
+    "AND privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER', 'INDEX', 'REFERENCES') "
+    "AND (grantee = USER OR grantee = 'PUBLIC' OR grantee IN (SELECT role FROM session_roles))")
+
 MYSQL_GRANTS = text("SHOW GRANTS")
 MYSQL_DATABASE = text("SELECT DATABASE()")
 # Privileges that write data or change what can be written (MySQL 8 and MariaDB names).
@@ -58,7 +70,8 @@ _MYSQL_GRANT = re.compile(r"^GRANT (?P<privileges>.+?) ON (?:(?:TABLE|FUNCTION|P
                           re.IGNORECASE)
 
 # Statements the checks send: the statement guard lets exactly these through.
-STATEMENTS: tuple[TextClause, ...] = (PG_ROLE, PG_TABLE, MSSQL_ROLES, MSSQL_TABLE, MYSQL_GRANTS, MYSQL_DATABASE)
+STATEMENTS: tuple[TextClause, ...] = (PG_ROLE, PG_TABLE, MSSQL_ROLES, MSSQL_TABLE, ORACLE_SYSTEM, ORACLE_TABLE,
+                                      MYSQL_GRANTS, MYSQL_DATABASE)
 
 
 def trusted_statements(dialect: Dialect) -> frozenset[str]:
@@ -104,6 +117,19 @@ def _mssql(connection: Connection, tables: Sequence[str]) -> list[str]:
     return problems
 
 
+def _oracle(connection: Connection, tables: Sequence[str]) -> list[str]:
+    problems = [f"the login has {privilege}" for privilege in connection.execute(ORACLE_SYSTEM).scalars()]
+    for table in tables:
+        name = table.rsplit(".", 1)[-1]
+        name = name if name.startswith('"') else name.upper()  # Oracle folds unquoted names up
+        granted = sorted(connection.execute(ORACLE_TABLE, {"name": name.strip('"')}).scalars())
+        if "OWNER" in granted:
+            problems.append(f"the login owns table {table}")
+        elif granted:
+            problems.append(f"the login has {', '.join(granted)} on {table}")
+    return problems
+
+
 def _mysql(connection: Connection, tables: Sequence[str]) -> list[str]:
     database = connection.execute(MYSQL_DATABASE).scalar()
     grants = [str(row[0]) for row in connection.execute(MYSQL_GRANTS)]
@@ -145,6 +171,7 @@ PRIVILEGE_CHECKS: dict[str, Check] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
     "mssql": _mssql,
+    "oracle": _oracle,
     "mysql": _mysql,
     "mariadb": _mysql,
 }

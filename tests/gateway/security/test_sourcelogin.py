@@ -22,7 +22,7 @@ from gateway.settings import Settings
 
 
 def test_each_dialect_has_one_privilege_check_and_an_unknown_one_is_named() -> None:
-    assert set(PRIVILEGE_CHECKS) == {"postgresql", "sqlite", "mssql", "mysql", "mariadb"}
+    assert set(PRIVILEGE_CHECKS) == {"postgresql", "sqlite", "mssql", "oracle", "mysql", "mariadb"}
     with pytest.raises(UnknownPlugin, match="valid names: mariadb, mssql, mysql, oracle, postgresql"):
         grant_statements("db2", "reader", "sis", ["students"])
 
@@ -49,6 +49,21 @@ def test_sql_server_checks_roles_and_fn_my_permissions_as_compiled_for_pyodbc() 
         "SELECT permission_name FROM fn_my_permissions(?, 'OBJECT') WHERE subentity_name = '' AND permission_name "
         "IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER', 'CONTROL', 'TAKE OWNERSHIP')")
     assert "SELECT permission_name FROM fn_my_permissions(?, 'OBJECT')" in " ".join(trusted_statements(dialect))
+
+
+def test_oracle_checks_system_privileges_ownership_and_table_grants_as_compiled_for_oracledb() -> None:
+    from sqlalchemy.dialects.oracle import oracledb
+
+    from gateway.security.sourcelogin import ORACLE_SYSTEM, ORACLE_TABLE
+
+    dialect = oracledb.dialect()
+    assert str(ORACLE_SYSTEM.compile(dialect=dialect)).startswith(
+        "SELECT privilege FROM session_privs WHERE privilege IN ('INSERT ANY TABLE', 'UPDATE ANY TABLE', ")
+    assert str(ORACLE_TABLE.compile(dialect=dialect)) == (
+        "SELECT 'OWNER' FROM all_tables WHERE owner = USER AND table_name = :name "
+        "UNION SELECT privilege FROM all_tab_privs WHERE table_name = :name "
+        "AND privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER', 'INDEX', 'REFERENCES') "
+        "AND (grantee = USER OR grantee = 'PUBLIC' OR grantee IN (SELECT role FROM session_roles))")
 
 
 def test_the_postgresql_table_check_is_sent_with_a_bound_name() -> None:
