@@ -80,27 +80,24 @@ def trusted_statements(dialect: Dialect) -> frozenset[str]:
 
 
 def _postgresql(connection: Connection, tables: Sequence[str]) -> list[str]:
-    problems = []
     superuser, createrole = connection.execute(PG_ROLE).one()
-    if superuser:
-        problems.append("the login is a superuser")
-    if createrole:
-        problems.append("the login has CREATEROLE")
+    problems = [problem for problem, held in (("the login is a superuser", superuser),
+                                              ("the login has CREATEROLE", createrole)) if held]
+    found: dict[str, list[str]] = {}  # what the login may do -> the tables or schemas it may do it to
     for table in tables:
         row = connection.execute(PG_TABLE, {"name": table}).one_or_none()
         if row is None:
             continue  # not a table here; reading it fails later with its own message
         schema, name, owns, owns_schema, create, *writes = row
-        if owns:
-            problems.append(f"the login owns table {schema}.{name}")
-        if owns_schema:
-            problems.append(f"the login owns schema {schema}")
-        if create:
-            problems.append(f"the login may CREATE in schema {schema}")
-        granted = [privilege for privilege, held in zip(PG_TABLE_WRITES, writes) if held]
-        if granted and not owns:
-            problems.append(f"the login has {', '.join(granted)} on {schema}.{name}")
-    return list(dict.fromkeys(problems))
+        held = [("owns table", owns), ("owns schema", owns_schema), ("may CREATE in schema", create)]
+        held += [(f"has {privilege} on", granted and not owns) for privilege, granted in zip(PG_TABLE_WRITES, writes)]
+        for what, granted in held:
+            if granted:
+                target = schema if "schema" in what else f"{schema}.{name}"
+                found.setdefault(what, [])
+                if target not in found[what]:
+                    found[what].append(target)
+    return problems + [f"the login {what} {', '.join(targets)}" for what, targets in found.items()]
 
 
 def _sqlite(connection: Connection, tables: Sequence[str]) -> list[str]:

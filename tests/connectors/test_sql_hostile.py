@@ -90,6 +90,16 @@ def owned_sis(pg_admin: object) -> Iterator[tuple[str, str]]:
             connection.execute(text(f'DROP ROLE IF EXISTS "{owner}"'))
 
 
+def drop_role(admin_url: str, role: str) -> None:
+    """Drop a login made by a test: its grants in the SIS database first, then the role."""
+    for database, statement in ((None, f'DROP OWNED BY "{role}"'), ("postgres", f'DROP ROLE IF EXISTS "{role}"')):
+        url = make_url(admin_url) if database is None else make_url(admin_url).set(database=database)
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+        engine.dispose()
+
+
 def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -141,13 +151,8 @@ def test_the_printed_grants_make_a_login_the_connector_accepts(owned_sis: tuple[
         assert sorted(r.source_id for r in connector.iter_records("students", None) if isinstance(r, Record)) == ["1", "2"]
         connector.close()
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP OWNED BY "{reader}"'))
         admin.dispose()
-        pg_admin_engine = create_engine(make_url(admin_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with pg_admin_engine.connect() as connection:
-            connection.execute(text(f'DROP ROLE IF EXISTS "{reader}"'))
-        pg_admin_engine.dispose()
+        drop_role(admin_url, reader)
 
 
 def test_no_hostile_mapping_writes_through_a_login_that_owns_the_tables(
@@ -238,3 +243,24 @@ def test_what_the_parser_sends_means_what_postgresql_reads_in_the_mapping(pg_ser
             original = connection.execute(f"SELECT {literal} AS v", prepare=True).fetchone()  # type: ignore[arg-type]
             sent = to_sql(parse_query(f"SELECT {literal} AS v", "postgres"), "postgres")
             assert connection.execute(sent, prepare=True).fetchone() == original, (literal, sent)  # type: ignore[arg-type]
+
+
+def test_a_login_granted_delete_or_create_is_refused_naming_what_it_may_do(
+    owned_sis: tuple[str, str], tmp_path: Path
+) -> None:
+    _, admin_url = owned_sis
+    login = f"gw_clerk_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE ROLE "{login}" LOGIN'))
+            connection.execute(text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{login}"'))
+            connection.execute(text(f'GRANT SELECT, DELETE, TRUNCATE ON pupils TO "{login}"'))
+        url = make_url(admin_url).set(username=login).render_as_string(hide_password=False)
+        with pytest.raises(WritableLogin) as caught:
+            connect(url, mapping_file(tmp_path, f"{READ} FROM pupils"), allow_writable_login=False)
+        assert caught.value.reasons == ["the login may CREATE in schema public",
+                                        "the login has DELETE on public.pupils", "the login has TRUNCATE on public.pupils"]
+    finally:
+        admin.dispose()
+        drop_role(admin_url, login)
