@@ -7,13 +7,13 @@ protocol and the read-only session stand between a hostile mapping and the data.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +22,7 @@ from gateway.db import create_ro_engine, create_source_engine
 from gateway.errors import ReadOnlyViolation, WritableLogin
 from gateway.replica.records import Record
 from gateway.security.sourcelogin import grant_statements
-from gateway.settings import ConnectorSettings, Settings
+from gateway.settings import Settings
 
 from connectors.mapping import load_mapping
 from connectors.sql import SqlConnector
@@ -169,27 +169,28 @@ def test_no_hostile_mapping_writes_through_a_login_that_owns_the_tables(
 
 
 def test_every_run_through_an_allowed_writable_login_warns_and_keeps_the_warning(
-    owned_sis: tuple[str, str], tmp_path: Path, instance: Settings
+    owned_sis: tuple[str, str], tmp_path: Path, instance: Settings, cli: CliRunner
 ) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from connectors import registry
+    from gateway.cli import main
     from gateway.replica.tables import SyncRun
-    from sync.engine import run_sync
 
-    entry = ConnectorSettings("sis", "sql", "sis", {"url": owned_sis[0], "mapping": mapping_file(tmp_path, f"{READ} FROM pupils")},
-                              allow_writable_login=True)
-    settings = dataclasses.replace(instance, connectors=(entry,))
-    connector = registry.build(entry, settings)
-    result = run_sync(settings, connector, "full")
-    connector.close()
-    assert result.counts["students"].inserted == 2
-    (warning,) = result.warnings
-    assert warning.startswith("connector sis: the SIS login gw_owner_") and "owns table public.pupils" in warning
-    assert "allow_writable_login = true" in warning
-    with Session(create_engine(settings.replica.url)) as session:
-        assert session.scalars(select(SyncRun)).one().warnings == [warning]
+    config = Path(str(instance.config_path))
+    config.write_text(config.read_text() + f'\n[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "{owned_sis[0]}"\n'
+                      f'mapping = "{mapping_file(tmp_path, f"{READ} FROM pupils")}"\nallow_writable_login = true\n')
+    for mode in (["--full"], []):
+        result = cli.invoke(main, ["--config", str(config), "sync", "run", "sis", *mode])
+        assert result.exit_code == 0, result.output
+        (warning,) = [line for line in result.output.splitlines() if line.startswith("WARNING: ")]
+        assert warning.startswith("WARNING: connector sis: the SIS login gw_owner_")
+        assert "owns table public.pupils" in warning and "allow_writable_login = true" in warning
+    engine = create_engine(instance.replica.url)
+    with Session(engine) as session:
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+        assert [(run.status, run.warnings) for run in runs] == [("succeeded", [warning.removeprefix("WARNING: ")])] * 2
+    engine.dispose()
 
 
 @pytest.mark.parametrize("statement", [
