@@ -6,6 +6,11 @@ It reads the statement's words outside strings, quoted names and comments: the f
 must start a query, no word may be one that writes or changes the session, and there
 must be one statement only. A function that writes (``SELECT f()``) cannot be seen
 here; that is what the read-only transaction is for.
+
+This word list guards the replica's web engine, whose statements SQLAlchemy writes. SIS
+sources, whose queries come from mapping files, are parsed instead
+(``gateway.security.sqltree``): a word list misreads quoting it does not model and
+refuses columns named ``comment`` or ``set``.
 """
 
 from __future__ import annotations

@@ -235,3 +235,16 @@ def test_a_colon_inside_a_mapping_string_is_text_not_a_parameter(tmp_path: Path)
     connector = connect(f"sqlite:///{source}", mapping)
     (student,) = records(connector, "students", since=dt.datetime(2026, 10, 1, tzinfo=UTC))
     assert student.given_name == "Ana :since"  # type: ignore[attr-defined]
+
+
+def test_sqlite_runs_one_statement_per_call_even_without_the_guard(demo_sis: tuple[str, DemoSummary]) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from gateway.db import create_ro_engine
+
+    engine = create_ro_engine(demo_sis[0], guard=False)  # the source engine, its parsed guard left off
+    with pytest.raises(DBAPIError, match="one statement at a time"):
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1; DELETE FROM pupils"))
+    engine.dispose()
