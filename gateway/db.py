@@ -38,8 +38,12 @@ def create_rw_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(_with_driver(parsed), pool_pre_ping=True, **kwargs)
 
 
-def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
-    """A read-only engine: SQLite ``mode=ro``; PostgreSQL read-only transactions; a guard."""
+def create_ro_engine(url: str, guard: bool = True, source: bool = False, **kwargs: Any) -> Engine:
+    """A read-only engine: SQLite ``mode=ro``; PostgreSQL read-only transactions; a guard.
+
+    ``source``: a SIS source, which also gets one statement per round trip (PostgreSQL:
+    every statement prepared).
+    """
     parsed = check_database_url("url", url)
     if parsed.get_backend_name() == "sqlite":
         path = quote(str(Path(parsed.database or "").resolve()))
@@ -47,11 +51,12 @@ def create_ro_engine(url: str, guard: bool = True, **kwargs: Any) -> Engine:
         engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_reader_pragmas)
     else:
-        # Per dialect (gateway.rosession): PostgreSQL read-only transactions, every statement
-        # prepared (the server then refuses a string holding more than one statement).
+        # Per dialect (gateway.rosession): PostgreSQL read-only transactions; for a source,
+        # every statement prepared (the server then refuses a string of two statements).
         session = read_only_session(parsed)
+        connect_args = {**session.connect_args, **(session.source_args if source else {})}
         engine = create_engine(session.url(_with_driver(parsed)), pool_pre_ping=True,
-                               connect_args=dict(session.connect_args), **kwargs)
+                               connect_args=connect_args, **kwargs)
         session.install(engine)
     if guard:
         install_statement_guard(engine)
@@ -65,7 +70,7 @@ def create_source_engine(url: str, **kwargs: Any) -> Engine:
     guard (``gateway.security.sqltree``) reads each statement in the source's dialect,
     letting through only one plain read or the login check's own catalogue queries.
     """
-    engine = create_ro_engine(url, guard=False, **kwargs)
+    engine = create_ro_engine(url, guard=False, source=True, **kwargs)
     dialect = sqltree.sqlglot_dialect(engine.dialect.name)
     trusted = sourcelogin.trusted_statements(engine.dialect) | set(read_only_session(engine.url).on_begin)
     install_statement_guard(engine, sqltree.statement_guard(dialect, frozenset(trusted)))

@@ -4,9 +4,9 @@ One entry per SQLAlchemy backend name in ``READ_ONLY_SESSIONS``; ``gateway.db`` 
 it. SQLite is opened ``mode=ro`` by ``gateway.db`` itself.
 
 - PostgreSQL: every transaction read-only (``default_transaction_read_only``, which also
-  stops writing functions and data-modifying CTEs), and every statement prepared
-  (``prepare_threshold=0``): the extended query protocol, where the server refuses a
-  string holding more than one statement.
+  stops writing functions and data-modifying CTEs); on a SIS source also every statement
+  prepared (``prepare_threshold=0``): the extended query protocol, where the server
+  refuses a string holding more than one statement.
 - SQL Server: ``ApplicationIntent=ReadOnly`` (pyodbc: routed to a readable secondary
   where there is one) and ``SNAPSHOT`` isolation (reads take no locks that block the
   SIS; the database must allow snapshot isolation). SQL Server has no read-only session
@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL
 @dataclass(frozen=True)
 class ReadOnlySession:
     connect_args: Mapping[str, Any] = field(default_factory=dict)
+    source_args: Mapping[str, Any] = field(default_factory=dict)  # SIS sources only: one statement per call
     url_query: Mapping[str, str] = field(default_factory=dict)  # added to the URL (ODBC keywords)
     on_connect: tuple[str, ...] = ()  # run once on each new DBAPI connection
     on_begin: tuple[str, ...] = ()  # run first in every transaction
@@ -53,8 +54,8 @@ class ReadOnlySession:
 
 
 READ_ONLY_SESSIONS: dict[str, ReadOnlySession] = {
-    "postgresql": ReadOnlySession(connect_args={"options": "-c default_transaction_read_only=on",
-                                                "prepare_threshold": 0}),
+    "postgresql": ReadOnlySession(connect_args={"options": "-c default_transaction_read_only=on"},
+                                  source_args={"prepare_threshold": 0}),
     "mssql": ReadOnlySession(url_query={"ApplicationIntent": "ReadOnly"},
                              on_connect=("SET TRANSACTION ISOLATION LEVEL SNAPSHOT",)),
     "oracle": ReadOnlySession(on_begin=("SET TRANSACTION READ ONLY",)),

@@ -243,7 +243,7 @@ def test_sqlite_runs_one_statement_per_call_even_without_the_guard(demo_sis: tup
 
     from gateway.db import create_ro_engine
 
-    engine = create_ro_engine(demo_sis[0], guard=False)  # the source engine, its parsed guard left off
+    engine = create_ro_engine(demo_sis[0], guard=False, source=True)  # the source engine, its parsed guard left off
     with pytest.raises(DBAPIError, match="one statement at a time"):
         with engine.connect() as connection:
             connection.execute(text("SELECT 1; DELETE FROM pupils"))

@@ -203,7 +203,7 @@ def test_the_server_refuses_two_statements_on_the_source_engine_even_without_the
 ) -> None:
     owner_url, _ = owned_sis
     before = checksum(owner_url)
-    engine = create_ro_engine(owner_url, guard=False)  # the connector's engine, its parsed guard left off
+    engine = create_ro_engine(owner_url, guard=False, source=True)  # the connector's engine, its parsed guard left off
     with pytest.raises(DBAPIError) as caught:
         with engine.connect() as connection:
             list(connection.execution_options(stream_results=stream_results).execute(text(statement)))
