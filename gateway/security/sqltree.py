@@ -48,13 +48,16 @@ READING_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.NullSafeNEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv,
     exp.Mod, exp.DPipe, exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseLeftShift,
     exp.BitwiseRightShift, exp.AtTimeZone, exp.Placeholder, exp.Slice, exp.Lateral, exp.Unnest,
+    exp.Rollup, exp.Cube, exp.GroupingSets, exp.TableSample, exp.LimitOptions, exp.WithinGroup,
+    exp.IgnoreNulls, exp.RespectNulls, exp.Glob, exp.JSONPath,
     exp.Dot, exp.Anonymous,  # both checked further below
 })
 # Typed built-ins that are not reads.
 WRITING_BUILTINS: frozenset[type[exp.Expression]] = frozenset({exp.NextValueFor})
 # Functions sqlglot does not know by type but that only read (lower-case names).
 READ_ONLY_FUNCTIONS = frozenset({"btrim", "initcap", "lpad", "rpad", "split_part", "to_char", "to_date",
-                                 "date_part", "age", "justify_days", "ifnull", "nvl", "strftime", "julianday"})
+                                 "date_part", "age", "justify_days", "ifnull", "nvl", "strftime", "julianday", "printf",
+                                 "format"})
 # Named only so the refusal says why; they are refused as unknown functions in any case.
 KNOWN_WRITERS = frozenset({"set_config", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock",
                            "lo_import", "lo_export", "lo_unlink", "dblink", "dblink_exec", "nextval", "setval",
@@ -112,7 +115,7 @@ def _check_node(node: exp.Expression, sql: str, where: str, dialect: str) -> Non
                                      "may run code that writes")
     if isinstance(node, exp.Func) and kind not in WRITING_BUILTINS and kind not in READING_NODES:
         return  # a typed built-in: upper(), coalesce(), max(), …
-    if kind in READING_NODES and kind not in WRITING_BUILTINS:
+    if (kind in READING_NODES or isinstance(node, exp.JSONPathPart)) and kind not in WRITING_BUILTINS:
         return
     raise ReadOnlyViolation(sql, f"{where}: {kind.__name__.upper()} ({_fragment(node, dialect)}) is not part of "
                                  "a plain read")

@@ -28,6 +28,13 @@ def test_a_column_named_like_a_keyword_is_a_column(dialect: str, column: str) ->
     "SELECT replace(first_name, 'a', 'b') AS given_name, E'\\'' AS q, $x$ ) x; DELETE $x$ AS d, a$b FROM pupils",
     'SELECT "a""b" AS c FROM pupils /* /* nested */ DELETE FROM pupils */',
     "SELECT COALESCE(updated_at, created_at) AS modified_at, upper(last_name), count(*) OVER () FROM pupils",
+    "SELECT DISTINCT ON (a) a, EXTRACT(YEAR FROM d) AS y, NULLIF(b, '') AS b, data->>'email' AS email, "
+    "ROW_NUMBER() OVER (PARTITION BY a ORDER BY b DESC NULLS LAST) AS rn FROM t ORDER BY a, b",
+    "SELECT string_agg(a, ',' ORDER BY a), percentile_cont(0.5) WITHIN GROUP (ORDER BY a), "
+    "COUNT(*) FILTER (WHERE a > 1) FROM t LEFT JOIN u USING (id) GROUP BY ROLLUP(b) HAVING count(*) > 1",
+    "SELECT a FROM t WHERE d >= CURRENT_DATE - INTERVAL '30 days' AND a ~ '^x' AND c IS DISTINCT FROM d "
+    "AND EXISTS (SELECT 1 FROM u WHERE u.id = t.id) FETCH FIRST 10 ROWS ONLY",
+    "SELECT U&'d\\0061ta' AS a, B'101' AS b, X'1F' AS c, N'abc' AS d FROM t TABLESAMPLE SYSTEM (10)",
 ])
 def test_plain_reads_in_postgresql_pass(query: str) -> None:
     parse_query(query, "postgres")
