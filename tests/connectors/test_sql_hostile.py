@@ -265,3 +265,17 @@ def test_a_login_granted_delete_or_create_is_refused_naming_what_it_may_do(
     finally:
         admin.dispose()
         drop_role(admin_url, login)
+
+
+def test_gateway_sync_run_refuses_a_writable_login_printing_the_fix(
+    owned_sis: tuple[str, str], tmp_path: Path, instance: Settings, cli: CliRunner
+) -> None:
+    from gateway.cli import main
+
+    config = Path(str(instance.config_path))
+    config.write_text(config.read_text() + f'\n[[connectors]]\nname = "sis"\nkind = "sql"\nurl = "{owned_sis[0]}"\n'
+                      f'mapping = "{mapping_file(tmp_path, f"{READ} FROM pupils")}"\n')
+    result = cli.invoke(main, ["--config", str(config), "sync", "run", "sis"])
+    assert result.exit_code == 2
+    assert "the SIS login gw_owner_" in result.output and "nothing was read" in result.output
+    assert 'GRANT SELECT ON TABLE "pupils" TO "gateway_reader";' in result.output
