@@ -7,11 +7,14 @@ else (INSERT/UPDATE/DELETE/MERGE anywhere, including inside a CTE; INTO; FOR UPD
 FOR SHARE; DDL, COPY, CALL, SET, COMMIT and whatever sqlglot reads as a command) is
 refused, whether or not it is named here. Functions: any function sqlglot knows as a
 typed built-in (``upper``, ``coalesce``, ``max``…) is a read, except the few that are
-not (``NEXT VALUE FOR``); a function the parser does not know (a user-defined one,
+not (``NEXT VALUE FOR``, reading or writing files); a function the parser does not know (a user-defined one,
 ``set_config``, ``pg_advisory_lock``, ``dblink_exec``, ``nextval``, ``load_extension``)
 is refused unless it is on ``READ_ONLY_FUNCTIONS``, and so is any schema-qualified
 call, because a function can write (even on another connection, which no read-only
-transaction stops) and the parser cannot see inside it.
+transaction stops) and the parser cannot see inside it. One gap is left to the
+read-only session: a function the SIS itself defines under a name sqlglot knows as a
+built-in (of any dialect) passes; PostgreSQL, Oracle and MySQL's read-only sessions stop
+it writing, SQL Server functions cannot write, and SQLite files hold no functions.
 
 What is sent is never the mapping's text: the tree is generated back into SQL (without
 comments), so the server runs what was checked, and the incremental and probe queries
@@ -27,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from gateway.errors import ReadOnlyViolation
+from gateway.errors import ReadOnlyViolation, UnknownPlugin
 
 # SQLAlchemy dialect name -> sqlglot dialect name.
 DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mysql",
@@ -52,8 +55,9 @@ READING_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.IgnoreNulls, exp.RespectNulls, exp.Glob, exp.JSONPath,
     exp.Dot, exp.Anonymous,  # both checked further below
 })
-# Typed built-ins that are not reads.
-WRITING_BUILTINS: frozenset[type[exp.Expression]] = frozenset({exp.NextValueFor})
+# Typed built-ins that are not plain reads: a sequence step, files on the server.
+REFUSED_BUILTINS: frozenset[type[exp.Expression]] = frozenset({exp.NextValueFor, exp.ReadCSV, exp.ReadParquet,
+                                                              exp.ToFile})
 # Functions sqlglot does not know by type but that only read (lower-case names).
 READ_ONLY_FUNCTIONS = frozenset({"btrim", "initcap", "lpad", "rpad", "split_part", "to_char", "to_date",
                                  "date_part", "age", "justify_days", "ifnull", "nvl", "strftime", "julianday", "printf",
@@ -68,11 +72,9 @@ _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 def sqlglot_dialect(sqlalchemy_dialect: str) -> str:
     """The sqlglot dialect for a SQLAlchemy dialect name (``postgresql`` -> ``postgres``)."""
-    try:
-        return DIALECTS[sqlalchemy_dialect]
-    except KeyError:
-        raise ReadOnlyViolation("", f"the {sqlalchemy_dialect} dialect has no parser here; "
-                                    f"supported: {', '.join(sorted(DIALECTS))}") from None
+    if sqlalchemy_dialect not in DIALECTS:
+        raise UnknownPlugin("SQL dialect for the query parser", sqlalchemy_dialect, DIALECTS)
+    return DIALECTS[sqlalchemy_dialect]
 
 
 def parse_query(sql: str, dialect: str, where: str = "query", binds: bool = False) -> exp.Query:
@@ -113,10 +115,8 @@ def _check_node(node: exp.Expression, sql: str, where: str, dialect: str) -> Non
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
         raise ReadOnlyViolation(sql, f"{where}: a schema-qualified function call ({_fragment(node, dialect)}) "
                                      "may run code that writes")
-    if isinstance(node, exp.Func) and kind not in WRITING_BUILTINS and kind not in READING_NODES:
-        return  # a typed built-in: upper(), coalesce(), max(), …
-    if (kind in READING_NODES or isinstance(node, exp.JSONPathPart)) and kind not in WRITING_BUILTINS:
-        return
+    if kind not in REFUSED_BUILTINS and (kind in READING_NODES or isinstance(node, (exp.Func, exp.JSONPathPart))):
+        return  # a reading node, or a typed built-in: upper(), coalesce(), max(), …
     raise ReadOnlyViolation(sql, f"{where}: {kind.__name__.upper()} ({_fragment(node, dialect)}) is not part of "
                                  "a plain read")
 

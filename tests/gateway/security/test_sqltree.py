@@ -72,6 +72,7 @@ HOSTILE = {
     "lo_import": f"{READ}, lo_import('/etc/passwd') AS x FROM pupils",
     "dblink_exec": f"{READ}, dblink_exec('dbname=sis', 'DELETE FROM pupils') AS x FROM pupils",
     "nextval": f"{READ}, nextval('pupils_seq') AS x FROM pupils",
+    "a file on the server": f"{READ} FROM read_csv('/etc/passwd')",
     "user-defined function": f"{READ}, bump_everything() AS x FROM pupils",
     "schema-qualified built-in name": f"{READ}, public.upper(first_name) AS x FROM pupils",
     "for update": f"{READ} FROM pupils FOR UPDATE",
