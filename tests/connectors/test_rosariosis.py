@@ -206,7 +206,8 @@ def test_after_a_rollover_a_link_removed_in_the_new_year_ends_access_and_kept_li
     from sync.engine import run_sync
 
     execute(rosario, SECOND_PARENTS)
-    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": "rosariosis"})
+    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": "rosariosis"},
+                              allow_writable_login=True)  # the test server's superuser
     settings = dataclasses.replace(instance, connectors=(entry,))
 
     def sync(mode: str) -> None:
@@ -266,7 +267,8 @@ def test_a_mapping_selecting_a_column_named_comment_syncs(rosario: str, instance
         "SELECT 'day:' || CAST(d.student_id AS VARCHAR(20)) AS source_id, CAST(d.student_id AS VARCHAR(20)) AS student_source_id,\n"
         "       d.school_date AS date, 'absent' AS status, CASE WHEN d.comment IS NULL THEN NULL ELSE 'noted' END AS code\n"
         'FROM attendance_day d WHERE d.comment IS NOT NULL OR d.state_value = 1\n"""\n')
-    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": str(mapping)})
+    entry = ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": str(mapping)},
+                              allow_writable_login=True)  # the test server's superuser
     settings = dataclasses.replace(instance, connectors=(entry,))
     connector = registry.build(entry, settings)
     try:

@@ -30,7 +30,8 @@ def test_demo_sis_rosariosis_and_oneroster_samples_leave_no_secret_in_the_replic
     rosario = request.getfixturevalue("rosario")
     entries = (
         ConnectorSettings("demo", "sql", "demo", {"url": f"sqlite:///{source}", "mapping": "demo"}),
-        ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": "rosariosis"}),
+        ConnectorSettings("rosario", "sql", "rosario", {"url": rosario, "mapping": "rosariosis"},
+                          allow_writable_login=True),  # the test server's superuser
         ConnectorSettings("bulk", "oneroster-csv", "bulk", {"path": str(SHARED / "v1p1-bulk-minimal"), "guardian_portal_access": True}),
         ConnectorSettings("delta", "oneroster-csv", "delta", {"path": str(SHARED / "v1p2-delta-sample"), "guardian_portal_access": True}),
     )
