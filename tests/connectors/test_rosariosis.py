@@ -229,7 +229,7 @@ def test_after_a_rollover_a_link_removed_in_the_new_year_ends_access_and_kept_li
     verdicts = {}
     with Session(portal) as p, Session(replica) as r:
         for username, guardian, student in (("parent", "staff:3", "1"), ("rlopez", "staff:4", "2")):
-            user = User(username=username, role="parent", display_name=username, password_hash="x",
+            user = User(username=username, username_key=username, role="parent", display_name=username, password_hash="x",
                         source_system="rosario", guardian_source_id=guardian)
             p.add(user)
             p.flush()
