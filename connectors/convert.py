@@ -22,6 +22,9 @@ FALSE_WORDS = {"0", "false", "f", "no", "n", ""}
 # PostgreSQL cannot store a NUL in text: a value holding one makes its row a reject that
 # names the place, rather than failing the whole run at the write.
 NUL_REFUSED = "a value contains a NUL character"
+# MySQL/MariaDB store "no date" as 0000-00-00 (and 0000-00-00 00:00:00), which is no day;
+# PyMySQL hands it over as that text.
+ZERO_DATE = "0000-00-00"
 
 
 def to_text(value: Any) -> str | None:
@@ -48,6 +51,7 @@ def to_date(value: Any) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     text = str(value).strip()
+    _refuse_zero_date(text)
     try:
         return dt.date.fromisoformat(text[:10])
     except ValueError:
@@ -62,6 +66,7 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
         moment = value
     else:
         text = str(value).strip().replace("Z", "+00:00")
+        _refuse_zero_date(text)
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:
@@ -69,6 +74,11 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(dt.timezone.utc)
+
+
+def _refuse_zero_date(text: str) -> None:
+    if text.startswith(ZERO_DATE):
+        raise ValueError(f"{text!r} is a MySQL zero date, not a date (the SIS left it empty)")
 
 
 def to_cursor(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | int | None:

@@ -1,9 +1,13 @@
 """The ``sql`` connector: a SQLAlchemy URL plus a mapping file, read-only at every layer.
 
 The source is opened through ``gateway.db.create_ro_engine``: SQLite ``mode=ro``;
-PostgreSQL read-only transactions (which also stop functions that write and
-data-modifying CTEs); and the statement guard. Rows stream from a server-side cursor in
-batches; each becomes a canonical record, or a reject naming the stream, the row and why.
+PostgreSQL and MySQL/MariaDB read-only transactions (which also stop functions that write
+and data-modifying CTEs); and the statement guard. Rows stream from a server-side cursor in
+batches; each becomes a canonical record, or a reject naming the stream, the row, the field
+and why.
+
+Times: a naive value is in ``source_timezone`` (default UTC), except a MySQL ``TIMESTAMP``
+column, which the server hands over in UTC (the session's time zone is UTC).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from gateway.db import create_ro_engine
 from gateway.errors import ConfigError, GatewayError, MissingSecret
 from gateway.security.keys import env_var, load_secret
 from gateway.replica.records import Record, Reject
-from gateway.settings import ConnectorSettings, Settings, check_database_url
+from gateway.settings import SOURCE_DRIVERS, ConnectorSettings, Settings, check_database_url
 
 from connectors import convert
 from connectors.base import Item, StreamSpec, checked_options, payload_hash, stream_named
@@ -31,6 +35,7 @@ from connectors.mapping import StreamQuery, load_mapping
 
 OPTION_KEYS = {"url", "mapping", "batch_size", "source_timezone"}
 CONTROL_FIELDS = {"source_id", "modified_at"}
+MYSQL_TIMESTAMP = 7  # pymysql.constants.FIELD_TYPE.TIMESTAMP: stored in UTC, sent in the session's zone
 
 
 class SourceError(GatewayError):
@@ -50,6 +55,7 @@ class SqlConnector:
         self.engine, self.mapping, self.batch_size, self.zone = engine, mapping, batch_size, source_zone
         self._unmapped: dict[str, Counter[str]] = {}
         self._source_columns: dict[str, list[str]] = {}
+        self._utc_cursors: set[str] = set()  # streams whose modified_at is a MySQL TIMESTAMP
         self._check_columns()
 
     @property
@@ -60,7 +66,7 @@ class SqlConnector:
         query = self._query(stream)
         spec = query.spec
         statement, params = self._statement(query, since if spec.incremental else None)
-        build = _builder(spec.record_type, self.zone)
+        build = _builder(spec.record_type, self._cursor_zone(stream))
         rows = 0
         try:
             with self.engine.connect() as connection:
@@ -90,16 +96,20 @@ class SqlConnector:
         # A closed lower bound: rows modified in the cursor's own second are read again
         # and de-duplicated by key, rather than missed. Rows with no modification time are
         # always read (the NULL-cursor rule of sync.cursors and the connector contract).
+        bound = self._bind(since, self._cursor_zone(query.spec.name))
         return (f"SELECT * FROM ({query.query}) AS src WHERE src.modified_at >= :since OR src.modified_at IS NULL",
-                {"since": self._bind(since)})
+                {"since": bound})
 
-    def _bind(self, moment: dt.datetime | int) -> Any:
+    def _cursor_zone(self, stream: str) -> dt.tzinfo:
+        return dt.timezone.utc if stream in self._utc_cursors else self.zone
+
+    def _bind(self, moment: dt.datetime | int, zone: dt.tzinfo) -> Any:
         if isinstance(moment, int):
             return moment  # an integer row version
-        local = moment.astimezone(self.zone)
+        local = moment.astimezone(zone)
         if self.engine.dialect.name == "sqlite":
             return local.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
-        return local.replace(tzinfo=None) if self.zone is not dt.timezone.utc else local
+        return local.replace(tzinfo=None) if zone is not dt.timezone.utc else local
 
     def _check_columns(self) -> None:
         """Refuse, before reading any row, a query that selects anything not canonical."""
@@ -107,7 +117,11 @@ class SqlConnector:
             for query in self.mapping.streams:
                 allowed = {f.name for f in dataclasses.fields(query.spec.record_type)} | CONTROL_FIELDS
                 try:
-                    columns = list(connection.execute(text(f"SELECT * FROM ({query.query}) AS src WHERE 1 = 0")).keys())
+                    result = connection.execute(text(f"SELECT * FROM ({query.query}) AS src WHERE 1 = 0"))
+                    columns = list(result.keys())
+                    if _is_mysql_timestamp(connection, result.cursor, "modified_at"):
+                        self._utc_cursors.add(query.spec.name)
+                    result.close()
                 except DBAPIError as exc:
                     raise ConfigError(f"mapping {self.mapping.name}: streams.{query.spec.name}.query",
                                       f"fails on the source ({str(exc.orig).splitlines()[0]})", "fix the SELECT") from None
@@ -141,13 +155,26 @@ def _columns_of(connection: Connection, table: str) -> list[str]:
                           "fix the stream's tables list") from None
 
 
+def _is_mysql_timestamp(connection: Connection, cursor: Any, column: str) -> bool:
+    if connection.dialect.name != "mysql" or cursor is None or not cursor.description:
+        return False
+    return any(entry[0] == column and entry[1] == MYSQL_TIMESTAMP for entry in cursor.description)
+
+
+def _convert(name: str, convert_value: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return convert_value(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: {exc}") from None  # the reject names the field
+
+
 def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, Any], str], Item]:
     converters = convert.converters_for(record_type)
 
     def build(row: dict[str, Any], position: str) -> Item:
         try:
-            values = {name: converters[name](value) for name, value in row.items() if name != "modified_at"}
-            modified = convert.to_cursor(row.get("modified_at"), zone)
+            values = {name: _convert(name, converters[name], value) for name, value in row.items() if name != "modified_at"}
+            modified = _convert("modified_at", lambda value: convert.to_cursor(value, zone), row.get("modified_at"))
             return record_type(**values, modified_at=modified)
         except (ValueError, TypeError) as exc:
             source_id = row.get("source_id")
@@ -163,14 +190,14 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(options["source_timezone"]) if options.get("source_timezone") else dt.timezone.utc
-    engine = create_ro_engine(_with_password(options["url"], entry, settings))
+    engine = create_ro_engine(_with_password(options["url"], entry, settings), drivers=SOURCE_DRIVERS)
     return SqlConnector(entry.name, entry.source_system, engine, load_mapping(options["mapping"]),
                         int(options.get("batch_size", settings.sync.batch_size)), zone)
 
 
 def _with_password(url: str, entry: ConnectorSettings, settings: Settings) -> str:
     """The source password: GATEWAY_SECRET_SOURCE_<NAME> or keys/source-<name>, never the config."""
-    parsed = check_database_url(f"connectors.{entry.name}.url", url)
+    parsed = check_database_url(f"connectors.{entry.name}.url", url, SOURCE_DRIVERS)
     if parsed.password:
         raise ConfigError(f"connectors.{entry.name}.url", "contains a password",
                           f"remove it and set {env_var('source-' + entry.name)} or keys/source-{entry.name}")
