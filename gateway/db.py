@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import ConfigError
 from gateway.settings import SUPPORTED_DRIVERS, check_database_url
 from gateway.security.sqlguard import check_read_only
 
@@ -125,8 +126,8 @@ def _sqlite_reader_pragmas(dbapi_connection: Any, record: Any) -> None:
 
 
 def _mysql_read_only_session(dbapi_connection: Any, record: Any) -> None:
-    if dbapi_connection.client_flag & MYSQL_MULTI_STATEMENTS:  # pragma: no cover - connect_args forbid it
-        raise RuntimeError("a MySQL source connection may not allow multiple statements")
+    if dbapi_connection.client_flag & MYSQL_MULTI_STATEMENTS:  # connect_args forbid it; a second look
+        raise ConfigError("url", "turns on CLIENT.MULTI_STATEMENTS", "remove client_flag from the source URL")
     cursor = dbapi_connection.cursor()
     for statement in MYSQL_SESSION:
         cursor.execute(statement)
