@@ -196,7 +196,8 @@ def mysql_server() -> str:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # any failure to connect means: no server to test against
-        pytest.skip(f"no MariaDB/MySQL at {where} ({type(exc).__name__}: {exc}); set GATEWAY_TEST_MYSQL_URL")
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        pytest.skip(f"no MariaDB/MySQL at {where} ({type(exc).__name__}: {reason}); set GATEWAY_TEST_MYSQL_URL")
     return MYSQL_URL
 
 
