@@ -173,7 +173,8 @@ def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, 
 
     def build(row: dict[str, Any], position: str) -> Item:
         try:
-            values = {name: _convert(name, converters[name], value) for name, value in row.items() if name != "modified_at"}
+            values = {name: _convert(name, converters[name], value)
+                      for name, value in row.items() if name != "modified_at"}
             modified = _convert("modified_at", lambda value: convert.to_cursor(value, zone), row.get("modified_at"))
             return record_type(**values, modified_at=modified)
         except (ValueError, TypeError) as exc:

@@ -28,7 +28,8 @@ from ..conftest import MysqlAdmin
 
 SYNTAX_ERROR, READ_ONLY_TRANSACTION, NO_FILE_PRIVILEGE, ACCESS_DENIED = 1064, 1792, 1227, 1045
 BASE = "SELECT CAST(id AS CHAR) AS source_id, first AS given_name, last AS family_name FROM kids"
-OUT = "/tmp/gw-hostile-{token}.txt"  # where a file-writing form would put the SIS's rows
+# Where a file-writing form would put the SIS's rows (on the server's machine: this one).
+OUT = "/tmp/gw-hostile-{token}.txt"
 HOSTILE = {
     "closes the subquery and deletes": f"{BASE}) AS x; DELETE FROM kids; SELECT * FROM (SELECT 1 AS source_id",
     "adds a second statement": f"{BASE}; DELETE FROM kids",
@@ -45,6 +46,11 @@ HOSTILE = {
     "writes the rows into a file (INTO OUTFILE)": f"{BASE} INTO OUTFILE '{OUT}'",
     "closes the subquery and writes a file": f"{BASE}) AS x INTO OUTFILE '{OUT}' #",
     "writes a file in an executable comment": f"{BASE}) AS x /*!50000 INTO DUMPFILE '{OUT}' */ #",
+    # The regex guard reads these differently from MySQL: a quote after `#` (a comment to
+    # MySQL) opens a string for the guard; `--1` is a comment to the guard, minus minus one
+    # to MySQL. Both hide an INTO OUTFILE from the guard.
+    "hides INTO OUTFILE in a quote behind a hash comment": f"{BASE}) AS x # '\n INTO OUTFILE '{OUT}' -- '",
+    "hides INTO OUTFILE behind a double minus": f"{BASE}) AS x WHERE 1 --1 INTO OUTFILE '{OUT}'\n#",
     "drops a table": "DROP TABLE kin",
     "truncates": "TRUNCATE TABLE kids",
     "loads a file into a table": "LOAD DATA INFILE '/etc/hostname' INTO TABLE kin",
@@ -70,6 +76,13 @@ def fingerprint(url: str) -> dict[str, object]:
                                                    "information_schema.routines WHERE routine_schema = DATABASE()")).scalar()
     engine.dispose()
     return sums
+
+
+def written(out: Path) -> bool:
+    """Whether the server wrote the file (it runs on this machine); removed either way."""
+    exists = out.exists()
+    out.unlink(missing_ok=True)
+    return exists
 
 
 def write_mapping(tmp_path: Path, query: str) -> str:
@@ -109,9 +122,17 @@ def sis(mysql_database: str, mysql_admin: MysqlAdmin) -> tuple[str, str]:
     return mysql_database, mysql_admin.admin_url_for(make_url(mysql_database).database or "")
 
 
-@pytest.mark.parametrize("login, guard", [("owner", True), ("root", True), ("owner", False)],
-                         ids=["owner login", "root login", "owner login, no statement guard"])
-@pytest.mark.parametrize("form", HOSTILE)
+GUARD_DESYNCS = {form for form in HOSTILE if form.startswith("hides INTO OUTFILE")}
+# Known open (issue 14, part A): a login holding FILE (root) writes the SIS's rows into a file
+# on the database server through these; the tables stay unchanged. Parsing the query in
+# MySQL's dialect, or refusing logins with FILE, closes it; strict, so the fix shows.
+DESYNC_OPEN = pytest.mark.xfail(strict=True, reason="the regex guard misreads MySQL comments; a root login has FILE")
+MAPPING_CASES = [pytest.param(form, login, guard, id=f"{form}-{login}{'' if guard else ', no guard'}",
+                              marks=[DESYNC_OPEN] if form in GUARD_DESYNCS and login == "root" else [])
+                 for form in HOSTILE for login, guard in (("owner", True), ("root", True), ("owner", False))]
+
+
+@pytest.mark.parametrize("form, login, guard", MAPPING_CASES)
 def test_a_hostile_mapping_fails_and_every_source_table_is_unchanged(
     form: str, login: str, guard: bool, sis: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -120,9 +141,9 @@ def test_a_hostile_mapping_fails_and_every_source_table_is_unchanged(
     out = Path(OUT.format(token=uuid.uuid4().hex))
     mapping = write_mapping(tmp_path, HOSTILE[form].replace(OUT, str(out)))
     outcomes = attempt(owner if login == "owner" else root, guard, mapping)
+    assert not written(out)
     assert all(outcome.startswith("refused") for outcome in outcomes), outcomes
     assert fingerprint(root) == before
-    assert not out.exists()
 
 
 # The server's walls alone, with the statement sent as written (no guard, no wrapping query).
@@ -144,7 +165,7 @@ def test_a_hostile_statement_sent_as_written_through_the_source_session_is_refus
     with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
         connection.execute(text(HOSTILE[form].replace(OUT, str(out))))
     engine.dispose()
+    assert not written(out)
     # Refused as a second statement, as a write in a read-only transaction, or for want of FILE.
     assert caught.value.orig.args[0] in (SYNTAX_ERROR, READ_ONLY_TRANSACTION, NO_FILE_PRIVILEGE, ACCESS_DENIED)
     assert fingerprint(root) == before
-    assert not out.exists()
