@@ -30,7 +30,7 @@ ZERO_DATE = "0000-00-00"
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = _decoded(value).strip() if isinstance(value, bytes) else str(value).strip()
     if "\x00" in text:
         raise ValueError(NUL_REFUSED)
     return text or None
@@ -76,6 +76,14 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
     return moment.astimezone(dt.timezone.utc)
 
 
+def _decoded(value: bytes) -> str:
+    # Binary columns (MySQL VARBINARY or BLOB, PostgreSQL bytea) holding text, as old schemas do.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("a binary value is not UTF-8 text") from None
+
+
 def _refuse_zero_date(text: str) -> None:
     if text.startswith(ZERO_DATE):
         raise ValueError(f"{text!r} is a MySQL zero date, not a date (the SIS left it empty)")
@@ -93,6 +101,8 @@ def to_bool(value: Any) -> bool | None:
         return None
     if isinstance(value, bool):
         return value
+    if isinstance(value, bytes) and len(value) == 1 and value[0] in (0, 1):
+        return bool(value[0])  # a MySQL BIT(1) flag
     text = str(value).strip().lower()
     if text in TRUE_WORDS:
         return True

@@ -191,6 +191,21 @@ def test_four_byte_characters_come_through_whole(mysql_database: str, tmp_path: 
     assert (record.given_name, record.family_name) == ("Zoë 🌻", "𝔊arcía")  # type: ignore[attr-defined]
 
 
+def test_bit_flags_and_text_in_binary_columns_are_read_as_values(mysql_database: str, tmp_path: Path) -> None:
+    setup_sql(mysql_database,
+              "CREATE TABLE kin (link INT PRIMARY KEY, kid INT, adult INT, rights BIT(1), rel VARBINARY(20))",
+              "INSERT INTO kin VALUES (1, 10, 20, b'1', 'mother'), (2, 11, 21, b'0', 'aunt'), (3, 12, 22, b'1', X'FF')")
+    links = write_mapping(tmp_path, "SELECT link AS source_id, kid AS student_source_id, adult AS guardian_source_id, "
+                                    "rights AS portal_access, rel AS relationship FROM kin ORDER BY link",
+                          table="student_guardians", tables='["kin"]')
+    connector = SqlConnector("sis", "sis", source_engine(mysql_database), load_mapping(links))
+    first, second, third = connector.iter_records("student_guardians", None)
+    assert isinstance(first, Record) and isinstance(second, Record)
+    assert (first.portal_access, first.relationship) == (True, "mother")  # type: ignore[attr-defined]
+    assert (second.portal_access, second.relationship) == (False, "aunt")  # type: ignore[attr-defined]
+    assert isinstance(third, Reject) and third.reason == "relationship: a binary value is not UTF-8 text"
+
+
 def test_rows_stream_from_a_server_side_cursor(mysql_database: str, tmp_path: Path) -> None:
     """After the first record the query is still running on the server: nothing was buffered whole."""
     setup_sql(mysql_database,
