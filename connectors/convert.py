@@ -22,12 +22,15 @@ FALSE_WORDS = {"0", "false", "f", "no", "n", ""}
 # PostgreSQL cannot store a NUL in text: a value holding one makes its row a reject that
 # names the place, rather than failing the whole run at the write.
 NUL_REFUSED = "a value contains a NUL character"
+# MySQL/MariaDB store "no date" as 0000-00-00 (and 0000-00-00 00:00:00), which is no day;
+# PyMySQL hands it over as that text.
+ZERO_DATE = "0000-00-00"
 
 
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = _decoded(value).strip() if isinstance(value, bytes) else str(value).strip()
     if "\x00" in text:
         raise ValueError(NUL_REFUSED)
     return text or None
@@ -48,6 +51,7 @@ def to_date(value: Any) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     text = str(value).strip()
+    _refuse_zero_date(text)
     try:
         return dt.date.fromisoformat(text[:10])
     except ValueError:
@@ -62,6 +66,7 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
         moment = value
     else:
         text = str(value).strip().replace("Z", "+00:00")
+        _refuse_zero_date(text)
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:
@@ -69,6 +74,19 @@ def to_datetime(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | 
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(dt.timezone.utc)
+
+
+def _decoded(value: bytes) -> str:
+    # Binary columns (MySQL VARBINARY or BLOB, PostgreSQL bytea) holding text, as old schemas do.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("a binary value is not UTF-8 text") from None
+
+
+def _refuse_zero_date(text: str) -> None:
+    if text.startswith(ZERO_DATE):
+        raise ValueError(f"{text!r} is a MySQL zero date, not a date (the SIS left it empty)")
 
 
 def to_cursor(value: Any, zone: dt.tzinfo = dt.timezone.utc) -> dt.datetime | int | None:
@@ -83,6 +101,8 @@ def to_bool(value: Any) -> bool | None:
         return None
     if isinstance(value, bool):
         return value
+    if isinstance(value, bytes) and len(value) == 1 and value[0] in (0, 1):
+        return bool(value[0])  # a MySQL BIT(1) flag
     text = str(value).strip().lower()
     if text in TRUE_WORDS:
         return True

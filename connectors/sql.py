@@ -4,12 +4,15 @@ Before anything is read: each mapping query is parsed in the source's dialect an
 refused unless it is one plain read (``gateway.security.sqltree``); the login is checked
 and refused if it can write the tables the mapping reads, unless the connector sets
 ``allow_writable_login`` (``gateway.security.sourcelogin``). The source is opened
-through ``gateway.db.create_source_engine``: SQLite ``mode=ro``; PostgreSQL read-only
-transactions and every statement prepared (the extended protocol: one statement per
-round trip); and the parsed statement guard. What is sent is the parsed tree generated
-back into SQL, wrapped as a subquery with bound cursor bounds. Rows stream from a
-server-side cursor in batches; each becomes a canonical record, or a reject naming the
-stream, the row and why.
+through ``gateway.db.create_source_engine``: SQLite ``mode=ro``; PostgreSQL and
+MySQL/MariaDB read-only transactions; one statement per round trip (PostgreSQL: every
+statement prepared, the extended protocol; MySQL: multi-statements never on); and the
+parsed statement guard. What is sent is the parsed tree generated back into SQL, wrapped
+as a subquery with bound cursor bounds. Rows stream from a server-side cursor in batches;
+each becomes a canonical record, or a reject naming the stream, the row, the field and why.
+
+Times: a naive value is in ``source_timezone`` (default UTC), except a MySQL ``TIMESTAMP``
+column, which the server hands over in UTC (the session's time zone is UTC).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from gateway.errors import ConfigError, GatewayError, MissingSecret, WritableLog
 from gateway.security import sourcelogin, sqltree
 from gateway.security.keys import env_var, load_secret
 from gateway.replica.records import Record, Reject
-from gateway.settings import ConnectorSettings, Settings, check_database_url
+from gateway.settings import SOURCE_DRIVERS, ConnectorSettings, Settings, check_database_url
 
 from connectors import convert
 from connectors.base import Item, StreamSpec, checked_options, payload_hash, stream_named
@@ -39,6 +42,7 @@ from connectors.mapping import StreamQuery, load_mapping
 
 OPTION_KEYS = {"url", "mapping", "batch_size", "source_timezone"}
 CONTROL_FIELDS = {"source_id", "modified_at"}
+MYSQL_TIMESTAMP = 7  # pymysql.constants.FIELD_TYPE.TIMESTAMP: stored in UTC, sent in the session's zone
 
 
 class SourceError(GatewayError):
@@ -60,6 +64,7 @@ class SqlConnector:
         self._unmapped: dict[str, Counter[str]] = {}
         self._source_columns: dict[str, list[str]] = {}
         self._warnings: list[str] = []
+        self._utc_cursors: set[str] = set()  # streams whose modified_at is a MySQL TIMESTAMP
         self._dialect = sqltree.sqlglot_dialect(engine.dialect.name)
         self._trees = {query.spec.name: sqltree.parse_query(
             query.query, self._dialect, f"mapping {mapping.name}: streams.{query.spec.name}.query")
@@ -75,7 +80,7 @@ class SqlConnector:
         query = self._query(stream)
         spec = query.spec
         statement, params = self._statement(query, since if spec.incremental else None)
-        build = _builder(spec.record_type, self.zone)
+        build = _builder(spec.record_type, self._cursor_zone(stream))
         rows = 0
         try:
             with self.engine.connect() as connection:
@@ -114,16 +119,20 @@ class SqlConnector:
         # A closed lower bound: rows modified in the cursor's own second are read again
         # and de-duplicated by key, rather than missed. Rows with no modification time are
         # always read (the NULL-cursor rule of sync.cursors and the connector contract).
+        bound = self._bind(since, self._cursor_zone(query.spec.name))
         return (sqltree.wrapped(tree, self._dialect, "src.modified_at >= :since OR src.modified_at IS NULL"),
-                {"since": self._bind(since)})
+                {"since": bound})
 
-    def _bind(self, moment: dt.datetime | int) -> Any:
+    def _cursor_zone(self, stream: str) -> dt.tzinfo:
+        return dt.timezone.utc if stream in self._utc_cursors else self.zone
+
+    def _bind(self, moment: dt.datetime | int, zone: dt.tzinfo) -> Any:
         if isinstance(moment, int):
             return moment  # an integer row version
-        local = moment.astimezone(self.zone)
+        local = moment.astimezone(zone)
         if self.engine.dialect.name == "sqlite":
             return local.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLite stores it
-        return local.replace(tzinfo=None) if self.zone is not dt.timezone.utc else local
+        return local.replace(tzinfo=None) if zone is not dt.timezone.utc else local
 
     def _check_login(self, allow_writable_login: bool) -> None:
         """Refuse, before reading any row, a login that can write what the mapping reads."""
@@ -147,7 +156,11 @@ class SqlConnector:
                 allowed = {f.name for f in dataclasses.fields(query.spec.record_type)} | CONTROL_FIELDS
                 probe = sqltree.wrapped(self._trees[query.spec.name], self._dialect, "1 = 0")
                 try:
-                    columns = list(connection.execute(text(probe)).keys())
+                    result = connection.execute(text(probe))
+                    columns = list(result.keys())
+                    if _is_mysql_timestamp(connection, result.cursor, "modified_at"):
+                        self._utc_cursors.add(query.spec.name)
+                    result.close()
                 except DBAPIError as exc:
                     raise ConfigError(f"mapping {self.mapping.name}: streams.{query.spec.name}.query",
                                       f"fails on the source ({str(exc.orig).splitlines()[0]})", "fix the SELECT") from None
@@ -192,13 +205,27 @@ def _columns_of(connection: Connection, table: str) -> list[str]:
                           "fix the stream's tables list") from None
 
 
+def _is_mysql_timestamp(connection: Connection, cursor: Any, column: str) -> bool:
+    if connection.dialect.name != "mysql" or cursor is None or not cursor.description:
+        return False
+    return any(entry[0] == column and entry[1] == MYSQL_TIMESTAMP for entry in cursor.description)
+
+
+def _convert(name: str, convert_value: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return convert_value(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: {exc}") from None  # the reject names the field
+
+
 def _builder(record_type: type[Record], zone: dt.tzinfo) -> Callable[[dict[str, Any], str], Item]:
     converters = convert.converters_for(record_type)
 
     def build(row: dict[str, Any], position: str) -> Item:
         try:
-            values = {name: converters[name](value) for name, value in row.items() if name != "modified_at"}
-            modified = convert.to_cursor(row.get("modified_at"), zone)
+            values = {name: _convert(name, converters[name], value)
+                      for name, value in row.items() if name != "modified_at"}
+            modified = _convert("modified_at", lambda value: convert.to_cursor(value, zone), row.get("modified_at"))
             return record_type(**values, modified_at=modified)
         except (ValueError, TypeError) as exc:
             source_id = row.get("source_id")
@@ -214,7 +241,7 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(options["source_timezone"]) if options.get("source_timezone") else dt.timezone.utc
-    engine = create_source_engine(_with_password(options["url"], entry, settings))
+    engine = create_source_engine(_with_password(options["url"], entry, settings), drivers=SOURCE_DRIVERS)
     return SqlConnector(entry.name, entry.source_system, engine, load_mapping(options["mapping"]),
                         int(options.get("batch_size", settings.sync.batch_size)), zone,
                         allow_writable_login=entry.allow_writable_login)
@@ -222,7 +249,7 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> SqlConnector:
 
 def _with_password(url: str, entry: ConnectorSettings, settings: Settings) -> str:
     """The source password: GATEWAY_SECRET_SOURCE_<NAME> or keys/source-<name>, never the config."""
-    parsed = check_database_url(f"connectors.{entry.name}.url", url)
+    parsed = check_database_url(f"connectors.{entry.name}.url", url, SOURCE_DRIVERS)
     if parsed.password:
         raise ConfigError(f"connectors.{entry.name}.url", "contains a password",
                           f"remove it and set {env_var('source-' + entry.name)} or keys/source-{entry.name}")

@@ -4,6 +4,8 @@
   one for the web, refused writes at three layers (the driver or session, the role,
   and the statement guard).
 - SQLite runs in WAL mode so pages keep reading while a sync writes.
+- SQL connectors open their source read-only through ``create_ro_engine`` too, which
+  also takes MySQL/MariaDB sources (read-only sessions, one statement per round trip).
 """
 
 from __future__ import annotations
@@ -18,17 +20,33 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import ConfigError
 from gateway.rosession import read_only_session
-from gateway.settings import check_database_url
 from gateway.security import sourcelogin, sqltree
+from gateway.settings import SUPPORTED_DRIVERS, check_database_url
 from gateway.security.sqlguard import check_read_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Values the URL's query string may not override for a MySQL/MariaDB source: utf8mb4 (all
+# of Unicode, not MySQL's three-byte "utf8"); no CLIENT.MULTI_STATEMENTS (PyMySQL adds its
+# capabilities, which lack it), so the server parses one statement per round trip; no
+# LOAD DATA LOCAL; no init_command of the URL's choosing.
+MYSQL_CONNECT_ARGS: dict[str, Any] = {"charset": "utf8mb4", "client_flag": 0, "local_infile": False,
+                                      "init_command": None}
+MYSQL_MULTI_STATEMENTS = 1 << 16  # pymysql.constants.CLIENT.MULTI_STATEMENTS
+# Run on every new MySQL/MariaDB source connection, before any read. UTC, so TIMESTAMP
+# columns arrive in UTC; PIPES_AS_CONCAT, so `||` concatenates as in standard SQL (and in the
+# shipped mappings) instead of meaning OR.
+MYSQL_SESSION = ("SET SESSION TRANSACTION READ ONLY",
+                 "SET SESSION time_zone = '+00:00'",
+                 "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'PIPES_AS_CONCAT')")
 
 
-def create_rw_engine(url: str, **kwargs: Any) -> Engine:
-    """A read-write engine (the portal, and the replica for sync only)."""
-    parsed = check_database_url("url", url)
+def create_rw_engine(url: str, drivers: tuple[str, ...] = SUPPORTED_DRIVERS, **kwargs: Any) -> Engine:
+    """A read-write engine (the portal, the replica for sync only, and ``demo-sis generate``)."""
+    parsed = check_database_url("url", url, drivers)
+    if parsed.get_backend_name() == "mysql":
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"charset": "utf8mb4"}, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _ensure_parent(parsed.database)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
@@ -38,18 +56,23 @@ def create_rw_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(_with_driver(parsed), pool_pre_ping=True, **kwargs)
 
 
-def create_ro_engine(url: str, guard: bool = True, source: bool = False, **kwargs: Any) -> Engine:
-    """A read-only engine: SQLite ``mode=ro``; PostgreSQL read-only transactions; a guard.
+def create_ro_engine(url: str, guard: bool = True, source: bool = False,
+                     drivers: tuple[str, ...] = SUPPORTED_DRIVERS, **kwargs: Any) -> Engine:
+    """A read-only engine: SQLite ``mode=ro``; PostgreSQL and MySQL read-only transactions; a guard.
 
     ``source``: a SIS source, which also gets one statement per round trip (PostgreSQL:
-    every statement prepared).
+    every statement prepared; MySQL: multi-statements never on).
     """
-    parsed = check_database_url("url", url)
+    parsed = check_database_url("url", url, drivers)
     if parsed.get_backend_name() == "sqlite":
         path = quote(str(Path(parsed.database or "").resolve()))
         ro_url = URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
         engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_reader_pragmas)
+    elif parsed.get_backend_name() == "mysql":
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=dict(MYSQL_CONNECT_ARGS), **kwargs)
+        event.listen(engine, "connect", _mysql_read_only_session)
+        event.listen(engine, "begin", _mysql_begin_read_only)
     else:
         # Per dialect (gateway.rosession): PostgreSQL read-only transactions; for a source,
         # every statement prepared (the server then refuses a string of two statements).
@@ -125,6 +148,23 @@ def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
 def _sqlite_reader_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _mysql_read_only_session(dbapi_connection: Any, record: Any) -> None:
+    if dbapi_connection.client_flag & MYSQL_MULTI_STATEMENTS:  # connect_args forbid it; a second look
+        raise ConfigError("url", "turns on CLIENT.MULTI_STATEMENTS", "remove client_flag from the source URL")
+    cursor = dbapi_connection.cursor()
+    for statement in MYSQL_SESSION:
+        cursor.execute(statement)
+    cursor.close()
+
+
+def _mysql_begin_read_only(conn: Any) -> None:
+    # MySQL drivers begin transactions implicitly; begin this one explicitly, read-only, on
+    # the driver's own cursor (the statement guard is for what the connector sends).
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.execute("START TRANSACTION READ ONLY")
     cursor.close()
 
 

@@ -30,6 +30,9 @@ ENV_PREFIX = "GATEWAY_"
 # test suite's and benchmarks' own (a gateway they start inherits them).
 RESERVED_ENV = (CONFIG_ENV, "GATEWAY_SECRET_", "GATEWAY_TEST_", "GATEWAY_BENCH_")
 SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+# A SQL connector may also read a MySQL/MariaDB SIS (openSIS, Gibbon: `pip install '.[mysql]'`);
+# the gateway's own replica and portal stay on SQLite or PostgreSQL.
+SOURCE_DRIVERS = (*SUPPORTED_DRIVERS, "mysql+pymysql")
 
 
 def _choice(*values: str) -> dict[str, Any]:
@@ -344,16 +347,18 @@ def _database(name: str, section: DatabaseSettings, instance_dir: Path) -> Datab
     return section
 
 
-def check_database_url(key: str, url: str) -> URL:
-    """Parse a SQLAlchemy URL, refusing drivers the gateway does not support."""
+def check_database_url(key: str, url: str, drivers: tuple[str, ...] = SUPPORTED_DRIVERS) -> URL:
+    """Parse a SQLAlchemy URL, refusing drivers the gateway does not support (for this use)."""
     hint = "use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DBNAME"
+    if "mysql+pymysql" in drivers:
+        hint += " or mysql+pymysql://USER@HOST:3306/DBNAME"
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise ConfigError(key, f"{_mask_url(url)!r} is not a database URL", hint) from None
-    if parsed.drivername not in SUPPORTED_DRIVERS:
+    if parsed.drivername not in drivers:
         raise ConfigError(key, f"driver {parsed.drivername!r} is not supported", hint)
-    if parsed.get_backend_name() == "postgresql" and not parsed.database:
+    if parsed.get_backend_name() in ("postgresql", "mysql") and not parsed.database:
         raise ConfigError(key, "names no database", hint)
     return parsed
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: instances on SQLite and PostgreSQL, the app, a pinned today.
+"""Fixtures shared by every test: instances on SQLite and PostgreSQL, MariaDB sources, the app, a pinned today.
 
 Each test gets its own databases: SQLite files copied from a template migrated once per
 session, PostgreSQL databases created from template databases (``CREATE DATABASE ...
@@ -29,12 +29,14 @@ from gateway.settings import Settings, load_settings
 
 PINNED_TODAY = dt.date(2026, 11, 28)
 PG_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# MariaDB/MySQL plays a SIS (openSIS, Gibbon); root over the local unix socket by default.
+MYSQL_URL = os.environ.get("GATEWAY_TEST_MYSQL_URL", "mysql+pymysql://root@localhost/?unix_socket=/run/mysqld/mysqld.sock")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", REPO.parent / "shared"))
-STRICT_MARKERS = ("postgres", "interop", "browser")
+STRICT_MARKERS = ("postgres", "mysql", "interop", "browser")
 
 
-# --- CI: a skipped PostgreSQL, interop or browser test is a failure, not a skip -------
+# --- CI: a skipped PostgreSQL, MariaDB, interop or browser test is a failure, not a skip -------
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -44,6 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(name.startswith("pg_") for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+        if any(name.startswith("mysql_") for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mysql)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -174,6 +178,67 @@ def any_instance(request: pytest.FixtureRequest) -> Settings:
         return request.getfixturevalue("instance")
     request.node.add_marker(pytest.mark.postgres)
     return request.getfixturevalue("pg_instance")
+
+
+# --- MariaDB/MySQL sources ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    """The MariaDB/MySQL server's admin URL, or a skip saying why there is none."""
+    where = make_url(MYSQL_URL).render_as_string(hide_password=True)
+    try:
+        import pymysql  # noqa: F401  (the mysql extra)
+    except ImportError:
+        pytest.skip(f"PyMySQL is not installed (pip install -e '.[mysql]'); needed for MariaDB at {where}")
+    try:
+        engine = create_engine(MYSQL_URL)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means: no server to test against
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        pytest.skip(f"no MariaDB/MySQL at {where} ({type(exc).__name__}: {reason}); set GATEWAY_TEST_MYSQL_URL")
+    return MYSQL_URL
+
+
+class MysqlAdmin:
+    """Creates and drops throwaway databases, each with its own login holding ALL on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+
+    def admin_url_for(self, database: str) -> str:
+        return self.url.set(database=database).render_as_string(hide_password=False)
+
+    def create(self, database: str) -> str:
+        """A new utf8mb4 database and its owner-like login (it can write): that login's URL."""
+        password = uuid.uuid4().hex
+        with self.engine.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            connection.execute(text(f"CREATE USER '{database}'@'localhost' IDENTIFIED BY '{password}'"))
+            connection.execute(text(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{database}'@'localhost'"))
+        return self.url.set(database=database, username=database, password=password).render_as_string(hide_password=False)
+
+    def drop(self, database: str) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
+            connection.execute(text(f"DROP USER IF EXISTS '{database}'@'localhost'"))
+
+
+@pytest.fixture(scope="session")
+def mysql_admin(mysql_server: str) -> Iterator[MysqlAdmin]:
+    admin = MysqlAdmin(mysql_server)
+    yield admin
+    admin.engine.dispose()
+
+
+@pytest.fixture
+def mysql_database(mysql_admin: MysqlAdmin) -> Iterator[str]:
+    """A fresh MariaDB database for this test: the URL of a login that can write to it."""
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"  # also the login's name: at most 32 characters
+    yield mysql_admin.create(name)
+    mysql_admin.drop(name)
 
 
 # --- the app and the CLI -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import click
 
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
+from gateway.settings import SOURCE_DRIVERS
 
 
 def register(group: click.Group) -> None:
@@ -20,7 +21,7 @@ def demo_sis() -> None:
 
 
 @demo_sis.command()
-@click.option("--out", "url", required=True, help="SQLAlchemy URL of an empty database (sqlite:///PATH or PostgreSQL).")
+@click.option("--out", "url", required=True, help="SQLAlchemy URL of an empty database (sqlite:///PATH, PostgreSQL or mysql+pymysql://).")
 @click.option("--students", type=click.IntRange(min=20), default=200, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="The district's today (default: the real one).")
@@ -34,7 +35,7 @@ def generate(ctx: Context, url: str, students: int, seed: int, today: dt.datetim
     from gateway.demo.sis import generate as write_district
 
     day = today.date() if today else dt.date.today()
-    engine = create_rw_engine(url)
+    engine = create_rw_engine(url, drivers=SOURCE_DRIVERS)  # a SIS may be on MySQL/MariaDB
     summary = write_district(engine, students, seed, day, attendance_days, assignments)
     engine.dispose()
     report = {"students": summary.students, "contacts": summary.contacts, "rows": dict(summary.rows),

@@ -3,19 +3,23 @@
 Deliberately unlike the canonical model: other names, integer ids, codes instead of
 words, and the sensitive columns a real SIS has (SSNs, password hashes, medical,
 discipline and counsellor notes), which the gateway must never copy.
+
+Portable to SQLite, PostgreSQL and MySQL/MariaDB: every VARCHAR has a length, scores are
+double precision (MySQL's FLOAT is single) and MySQL keeps microseconds (DATETIME(6)).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Double, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
+STAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def _stamps() -> list[Column[object]]:
     # Like RosarioSIS: created_at on insert; updated_at only once a row is changed.
-    return [Column("created_at", DateTime(timezone=True), nullable=False),
-            Column("updated_at", DateTime(timezone=True))]
+    return [Column("created_at", STAMP, nullable=False), Column("updated_at", STAMP)]
 
 
 district_orgs = Table(
@@ -94,12 +98,12 @@ gb_assignments = Table(
     "gb_assignments", metadata,
     Column("asg_id", BigInteger, primary_key=True), Column("section_id", Integer, nullable=False),
     Column("mp_id", Integer), Column("title", String(120), nullable=False), Column("category", String(40)),
-    Column("assigned_on", Date), Column("due_on", Date), Column("max_points", Float), *_stamps(),
+    Column("assigned_on", Date), Column("due_on", Date), Column("max_points", Double), *_stamps(),
 )
 gb_scores = Table(
     "gb_scores", metadata,
     Column("score_id", Integer, primary_key=True), Column("asg_id", BigInteger, nullable=False),
-    Column("pupil_id", Integer, nullable=False), Column("points", Float), Column("letter", String(4)),
+    Column("pupil_id", Integer, nullable=False), Column("points", Double), Column("letter", String(4)),
     Column("flag_missing", Boolean, nullable=False), Column("flag_late", Boolean, nullable=False),
     Column("flag_excused", Boolean, nullable=False), Column("scored_on", Date),
     Column("teacher_comment", Text), *_stamps(),
@@ -108,7 +112,7 @@ report_card = Table(
     "report_card", metadata,
     Column("rc_id", Integer, primary_key=True), Column("pupil_id", Integer, nullable=False),
     Column("section_id", Integer, nullable=False), Column("mp_id", Integer),
-    Column("letter_grade", String(4)), Column("pct", Float), Column("counselor_note", Text), *_stamps(),
+    Column("letter_grade", String(4)), Column("pct", Double), Column("counselor_note", Text), *_stamps(),
 )
 attendance_daily = Table(
     "attendance_daily", metadata,

@@ -35,7 +35,7 @@ WRITING_WORDS = frozenset({
 _SKIPPED = re.compile(
     r"""
       --[^\n]*                      # line comment
-    | /\*.*?\*/                     # block comment
+    | /\*(?!M?!).*?\*/               # block comment (MySQL runs /*! ... */ and /*M! ... */ as code)
     | [Ee]?'(?:[^']|'')*'           # string literal
     | "(?:[^"]|"")*"                # quoted identifier
     | `[^`]*`                       # MySQL-style quoted identifier

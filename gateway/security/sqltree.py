@@ -28,12 +28,34 @@ from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from gateway.errors import ReadOnlyViolation, UnknownPlugin
 
+
+
+class MySQLPipes(MySQL):  # registered with sqlglot as "mysqlpipes"
+    """MySQL as the gateway's source sessions speak it: ``sql_mode`` has ``PIPES_AS_CONCAT``.
+
+    Plain MySQL reads ``a || b`` as OR; a mapping written in standard SQL means
+    concatenation, so it is parsed as that and sent as ``CONCAT(a, b)``, which means the
+    same on every server whatever its ``sql_mode``.
+    """
+
+    class Parser(MySQL.Parser):
+        DISJUNCTION = {token: kind for token, kind in MySQL.Parser.DISJUNCTION.items() if token != TokenType.DPIPE}
+
+        def _parse_bitwise(self) -> exp.Expr | None:
+            this = super()._parse_bitwise()
+            while self._match(TokenType.DPIPE):
+                this = self.expression(exp.DPipe(this=this, expression=super()._parse_bitwise(), safe=False))
+            return this
+
+
 # SQLAlchemy dialect name -> sqlglot dialect name.
-DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mysql",
+DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysqlpipes", "mariadb": "mysqlpipes",
             "mssql": "tsql", "oracle": "oracle"}
 
 # Node types that only read. A node of any other type is refused: an allowlist, so a form
@@ -77,12 +99,20 @@ def sqlglot_dialect(sqlalchemy_dialect: str) -> str:
     return DIALECTS[sqlalchemy_dialect]
 
 
+EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+
+
 def parse_query(sql: str, dialect: str, where: str = "query", binds: bool = False) -> exp.Query:
     """One read-only query, parsed in ``dialect`` (a sqlglot name); ``where`` names it in errors.
 
     ``binds``: whether bound parameters may appear (in statements the gateway compiled,
     not in a mapping, whose query takes none).
     """
+    if dialect.startswith("mysql") and EXECUTABLE_COMMENT.search(sql):
+        # MySQL and MariaDB run what is inside /*! … */ and /*M! … */: a parser that reads
+        # them as comments would pass code it never saw.
+        raise ReadOnlyViolation(sql, f"{where}: a MySQL executable comment (/*! … */) hides code the parser "
+                                     "cannot check; write the query as plain SQL")
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except ParseError as exc:

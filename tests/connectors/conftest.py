@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy import create_engine
 
 from gateway.demo.sis import DemoSummary, generate
 
+from ..conftest import MysqlAdmin
 from .provider import Provider
 
 DEMO_TODAY = dt.date(2026, 11, 28)
@@ -24,6 +26,19 @@ def demo_sis(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DemoSummary
     summary = generate(engine, students=60, seed=7, today=DEMO_TODAY)
     engine.dispose()
     return f"sqlite:///{path}", summary
+
+
+@pytest.fixture(scope="session")
+def mysql_demo_sis(mysql_admin: MysqlAdmin) -> Iterator[tuple[str, DemoSummary]]:
+    """The same 60-student demo SIS on MariaDB: root's URL for it (no password) and the summary."""
+    name = f"gw_demo_{uuid.uuid4().hex[:12]}"
+    mysql_admin.create(name)
+    url = mysql_admin.admin_url_for(name)
+    engine = create_engine(url)
+    summary = generate(engine, students=60, seed=7, today=DEMO_TODAY)
+    engine.dispose()
+    yield url, summary
+    mysql_admin.drop(name)
 
 
 @pytest.fixture

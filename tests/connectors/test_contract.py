@@ -18,10 +18,20 @@ from connectors.base import Connector
 
 from .provider import Provider
 
+# The sql kind once more, reading the same demo district from a live MariaDB server.
+MARIADB = "sql-on-mariadb"
+KINDS = [*registry.kinds(), pytest.param(MARIADB, marks=pytest.mark.mysql)]
 
-def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settings, provider: Provider) -> Connector:
+
+def connector_for(kind: str, request: pytest.FixtureRequest, settings: Settings, provider: Provider) -> Connector:
     """One working configuration per registered kind."""
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster" / "district-1p1"
+    demo_sis: tuple[str, DemoSummary] = request.getfixturevalue("mysql_demo_sis" if kind == MARIADB else "demo_sis")
+    if kind == MARIADB:
+        entry = ConnectorSettings(name=f"{kind}-test", kind="sql", source_system="contract",
+                                  options={"url": demo_sis[0], "mapping": "demo"},
+                                  allow_writable_login=True)  # root: the login check has tests of its own
+        return registry.build(entry, settings)  # no key file: root over the socket has no password
     (settings.keys_dir / f"source-{kind}-test").write_text(provider.state.secret)
     options = {"sql": {"url": demo_sis[0], "mapping": "demo"},
                "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True},
@@ -32,11 +42,11 @@ def connector_for(kind: str, demo_sis: tuple[str, DemoSummary], settings: Settin
     return registry.build(entry, settings)
 
 
-@pytest.mark.parametrize("kind", registry.kinds())
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_stream_yields_only_records_of_its_table_tombstones_or_rejects(
-    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings, provider: Provider
+    kind: str, request: pytest.FixtureRequest, instance: Settings, provider: Provider
 ) -> None:
-    connector = connector_for(kind, demo_sis, instance, provider)
+    connector = connector_for(kind, request, instance, provider)
     assert isinstance(connector, Connector)
     assert connector.streams, "a connector declares its streams"
     for spec in connector.streams:
@@ -49,11 +59,11 @@ def test_every_stream_yields_only_records_of_its_table_tombstones_or_rejects(
     connector.close()
 
 
-@pytest.mark.parametrize("kind", registry.kinds())
+@pytest.mark.parametrize("kind", KINDS)
 def test_unmapped_fields_are_reported_by_name_with_counts(
-    kind: str, demo_sis: tuple[str, DemoSummary], instance: Settings, provider: Provider
+    kind: str, request: pytest.FixtureRequest, instance: Settings, provider: Provider
 ) -> None:
-    connector = connector_for(kind, demo_sis, instance, provider)
+    connector = connector_for(kind, request, instance, provider)
     for spec in connector.streams:
         list(connector.iter_records(spec.name, None))
     unmapped = connector.unmapped_fields()

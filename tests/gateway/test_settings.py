@@ -87,6 +87,21 @@ def test_a_password_typed_into_a_malformed_url_is_not_repeated(tmp_path: Path) -
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_mysql_url_is_a_source_url_and_not_a_replica_or_portal_url(tmp_path: Path) -> None:
+    from gateway.settings import SOURCE_DRIVERS, check_database_url
+
+    source = check_database_url("connectors.sis.url", "mysql+pymysql://reader@sis-db:3306/opensis", SOURCE_DRIVERS)
+    assert (source.get_backend_name(), source.database) == ("mysql", "opensis")
+    for section in ("replica", "portal"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(write(tmp_path, f"[{section}]\nurl = 'mysql+pymysql://gw@db:3306/{section}'\n"), env={})
+        assert "driver 'mysql+pymysql' is not supported" in str(caught.value)
+    with pytest.raises(ConfigError, match="names no database"):
+        check_database_url("connectors.sis.url", "mysql+pymysql://reader@sis-db:3306", SOURCE_DRIVERS)
+    with pytest.raises(ConfigError, match="driver 'mysql' is not supported"):  # a bare mysql:// wants mysqlclient
+        check_database_url("connectors.sis.url", "mysql://reader@sis-db/opensis", SOURCE_DRIVERS)
+
+
 def test_connectors_keep_their_kind_specific_keys(tmp_path: Path) -> None:
     body = "[[connectors]]\nname = 'sis'\nkind = 'sql'\nurl = 'sqlite:///x'\nmapping = 'demo'\n"
     (connector,) = load_settings(write(tmp_path, body), env={}).connectors

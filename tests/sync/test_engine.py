@@ -419,6 +419,6 @@ def test_a_nul_character_in_a_source_value_rejects_that_row_and_the_run_succeeds
     with engine.connect() as connection:
         reasons = connection.execute(select(SyncReject.reason).where(SyncReject.sync_run_id == result.run_id)).scalars().all()
     engine.dispose()
-    assert reasons[0] == "a value contains a NUL character"
+    assert reasons[0] == "given_name: a value contains a NUL character"  # names the field
     assert reasons[1:] and all(r.startswith("student 3 is not in the replica") for r in reasons[1:])  # its dependants
     assert "3" not in replica_state(any_synced)["students"]

@@ -43,6 +43,8 @@ def test_plain_queries_pass(statement: str) -> None:
     "COPY students TO '/tmp/x'",
     "  ",
     "EXPLAIN ANALYZE DELETE FROM students",
+    "SELECT * FROM students /*!50000 INTO OUTFILE '/tmp/x' */",  # MySQL runs executable comments
+    "SELECT * FROM students /*M!100000 INTO DUMPFILE '/tmp/x' */",  # and MariaDB its own
 ])
 def test_anything_that_could_write_is_refused(statement: str) -> None:
     with pytest.raises(ReadOnlyViolation) as caught:

@@ -130,3 +130,20 @@ def test_the_statement_guard_passes_compiled_reads_with_binds_and_nothing_else()
         guard("SELECT 1; DELETE FROM t")
     with pytest.raises(ReadOnlyViolation):
         guard("SHOW GRANTS; DELETE FROM t")
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT id FROM kids /*!50000 ; DELETE FROM kids */",
+    "SELECT id FROM kids /*M!100000 ; DELETE FROM kids */",
+    "SELECT id FROM kids /*! INTO OUTFILE '/tmp/x' */",
+])
+def test_a_mysql_executable_comment_is_refused_as_the_code_it_hides(query: str) -> None:
+    with pytest.raises(ReadOnlyViolation, match="executable comment"):
+        parse_query(query, "mysql", "mapping m: streams.students.query")
+    with pytest.raises(ReadOnlyViolation, match="executable comment"):
+        statement_guard("mysql", frozenset())(query)
+
+
+def test_double_pipes_in_a_mysql_mapping_concatenate_as_in_standard_sql() -> None:
+    sent = to_sql(parse_query("SELECT id || '-' || name AS label, a OR b AS flag FROM kids", "mysqlpipes"), "mysqlpipes")
+    assert sent == "SELECT CONCAT(id, '-', name) AS label, a OR b AS flag FROM kids"
