@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from gateway.errors import GatewayError
+from gateway.errors import FatalSyncError
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.base import checked_options, guardian_portal_access
@@ -27,7 +27,7 @@ from connectors.oneroster_reader import ERROR, OneRosterReader
 OPTION_KEYS = {"path", "guardian_portal_access"}
 
 
-class BundleError(GatewayError):
+class BundleError(FatalSyncError):
     """The bundle cannot be read at all (not a bad row: a bad file)."""
 
     exit_code = 2

@@ -37,7 +37,7 @@ from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 from urllib3.util.retry import Retry
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, SyncError
 from gateway.security.keys import env_var, load_secret
 from gateway.settings import ConnectorSettings, Settings
 
@@ -66,7 +66,7 @@ INCOMPLETE_HINT = ("nothing of this listing was applied; rows may have changed d
                    "and tell the provider if it lasts")
 
 
-class ProviderError(GatewayError):
+class ProviderError(SyncError):
     """The provider (or its token endpoint) answered, but not with what was asked for.
 
     ``step`` names the request that failed: the token request (a POST) or a listing's GET.
@@ -74,7 +74,8 @@ class ProviderError(GatewayError):
 
     def __init__(self, connector: str, url: str, problem: str, hint: str, retriable: bool = False,
                  step: str | None = None) -> None:
-        self.connector, self.url, self.problem, self.retriable = connector, url, problem, retriable
+        self.connector, self.url, self.problem = connector, url, problem
+        self.disposition = "retriable" if retriable else "fatal"
         self.step = step or f"GET {url}"
         super().__init__(f"connector {connector}: {self.step}: {problem}; {hint}")
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlglot import exp
 
 from gateway.db import create_source_engine
-from gateway.errors import ConfigError, GatewayError, MissingSecret, WritableLogin
+from gateway.errors import ConfigError, MissingSecret, SyncError, WritableLogin
 from gateway.security import sourcelogin, sqltree
 from gateway.security.keys import env_var, load_secret
 from gateway.replica.records import Record, Reject
@@ -45,11 +45,12 @@ CONTROL_FIELDS = {"source_id", "modified_at"}
 MYSQL_TIMESTAMP = 7  # pymysql.constants.FIELD_TYPE.TIMESTAMP: stored in UTC, sent in the session's zone
 
 
-class SourceError(GatewayError):
-    """The source database failed while being read; ``retriable`` when the connection broke."""
+class SourceError(SyncError):
+    """The source database failed while being read; retriable when the connection broke."""
 
     def __init__(self, connector: str, stream: str, detail: str, retriable: bool = True) -> None:
-        self.connector, self.stream, self.detail, self.retriable = connector, stream, detail, retriable
+        self.connector, self.stream, self.detail = connector, stream, detail
+        self.disposition = "retriable" if retriable else "fatal"
         super().__init__(f"connector {connector}, stream {stream}: the source failed: {detail}")
 
 

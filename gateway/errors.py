@@ -7,6 +7,9 @@ one line, so the CLI can print ``str(error)`` and exit with ``error.exit_code``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
+
+Disposition = Literal["fatal", "retriable", "skippable"]
 
 
 class GatewayError(Exception):
@@ -114,7 +117,43 @@ class LockHeld(GatewayError):
         super().__init__(f"{name} is already running (held by {holder}); try again when it ends")
 
 
-class SyncRefused(GatewayError):
+class SyncError(GatewayError):
+    """A sync could not go on; ``disposition`` says what its caller does about it.
+
+    Grouped as the Singer SDK groups its errors, by the caller's next step rather than by
+    what broke: ``fatal`` (stop the run; a person must change the configuration or the
+    source), ``retriable`` (the same run may well succeed if tried again shortly: a broken
+    connection, a listing that changed mid-read) and ``skippable`` (one record cannot be
+    used: set it aside and go on). A subclass whose disposition depends on what happened
+    (a dropped connection against a syntax error) sets it per instance.
+    """
+
+    disposition: Disposition = "fatal"
+
+    @property
+    def retriable(self) -> bool:
+        return self.disposition == "retriable"
+
+
+class FatalSyncError(SyncError):
+    """Retrying will not help: the run fails and says what to change."""
+
+    disposition: Disposition = "fatal"
+
+
+class RetriableSyncError(SyncError):
+    """A later attempt may succeed: the engine retries with backoff before failing the run."""
+
+    disposition: Disposition = "retriable"
+
+
+class SkippableRecordError(SyncError):
+    """One record cannot be used: it is set aside (a reject) and the run goes on."""
+
+    disposition: Disposition = "skippable"
+
+
+class SyncRefused(FatalSyncError):
     """A run stopped on purpose and applied nothing (shrink guard, reject threshold)."""
 
     exit_code = 3

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, insert, update
 from gateway.security.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.replica.dbtypes import utcnow
-from gateway.errors import GatewayError, SyncRefused
+from gateway.errors import GatewayError, SyncError, SyncRefused
 from gateway.security.keys import load_keys
 from gateway.replica.records import Record, Reject, Tombstone
 from gateway.replica.tables import CANONICAL_TABLES, RUN_WARNINGS_KEY, SyncReject, SyncRun
@@ -94,7 +94,7 @@ def _run_with_retries(replica: Engine, context: RunContext) -> RunResult:
             return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts,
                              warnings=connector_warnings(context.connector))
         except GatewayError as error:
-            if getattr(error, "retriable", False) and attempt < attempts:
+            if isinstance(error, SyncError) and error.retriable and attempt < attempts:
                 time.sleep(_backoff(context.settings.sync.retry_backoff_seconds, attempt))
                 continue
             _record_failure(replica, context, error)

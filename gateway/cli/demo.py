@@ -37,14 +37,15 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
     """Create a demo district, sync it, print demo logins and serve on 127.0.0.1."""
     from gateway.cli.db import upgrade_databases
     from gateway.cli.serve import run_server
-    from gateway.cli.sync import run_connector
+    from sync.runner import run_sync
 
     settings = prepare_instance(directory)
     upgrade_databases(settings)
     sis = settings.instance_dir / SIS_FILE
     if not sis.exists():
         _generate_sis(sis, students, seed, settings.policy.today or dt.date.today())
-    result = run_connector(settings, CONNECTOR, full=True, allow_shrink=False, show_progress=False)
+    result = run_sync(settings, CONNECTOR, full=True)
+    result.raise_error()
     rows = sum(c.inserted + c.updated + c.unchanged for c in result.counts.values())
     logins = _logins(settings, sis)
     click.echo(f"demo district: {DEMO_DISTRICT}, today pinned to {settings.policy.today}")

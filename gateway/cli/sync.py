@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
-from gateway.errors import GatewayError
 from gateway.replica.tables import SyncReject, SyncRun
-from gateway.settings import Settings
 
 # unresolved: of the rejected, records whose required reference is not in the replica;
 # null_cursor: records read with no modification time (read by every incremental run).
@@ -26,25 +24,6 @@ def register(group: click.Group) -> None:
 @click.group()
 def sync() -> None:
     """Sync the replica from a connector; show runs and rejects."""
-
-
-def run_connector(settings: Settings, name: str, full: bool, allow_shrink: bool, show_progress: bool) -> Any:
-    """Build the named connector and run one sync of it (the CLI's and the scheduler's way in)."""
-    from connectors import registry
-    from sync.engine import record_failed_attempt, run_sync
-
-    entry = settings.connector(name)
-    mode = "full" if full else "incremental"
-    try:
-        connector = registry.build(entry, settings)
-    except GatewayError as error:
-        record_failed_attempt(settings, name, entry.source_system, mode, str(error))
-        raise
-    try:
-        return run_sync(settings, connector, mode, allow_shrink,
-                        _progress if show_progress else None)
-    finally:
-        connector.close()
 
 
 def _progress(stream: str, records: int, seconds: float) -> None:
@@ -62,7 +41,10 @@ def _progress(stream: str, records: int, seconds: float) -> None:
 @pass_context
 def run_command(ctx: Context, name: str, full: bool, allow_shrink: bool, as_json: bool) -> None:
     """Run connector NAME now. Exits 75 if it is already running, 3 if a guard stopped it."""
-    result = run_connector(ctx.settings, name, full, allow_shrink, show_progress=not as_json)
+    from sync.runner import run_sync
+
+    result = run_sync(ctx.settings, name, full=full, allow_shrink=allow_shrink, progress=None if as_json else _progress)
+    result.raise_error()
     emit(as_json, result.as_dict(), _summary_table(result.as_dict()))
 
 
