@@ -80,6 +80,7 @@ class SchedulerSettings:
     poll_seconds: float = field(default=5.0, metadata={"min": 0.5})
     misfire_grace_minutes: int = field(default=60, metadata={"min": 1})
     nightly_full_cron: str = "30 2 * * *"
+    min_interval_seconds: int = field(default=300, metadata={"min": 1})
 
 
 @dataclass(frozen=True)

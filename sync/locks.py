@@ -21,14 +21,24 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import LockHeld
 from gateway.portal.models import Lock
 
 
+SYNC_PREFIX = "sync:"
+
+
 def sync_lock_name(connector: str) -> str:
-    return f"sync:{connector}"
+    return f"{SYNC_PREFIX}{connector}"
+
+
+def running_connectors(session: Session) -> set[str]:
+    """Connectors whose sync lease is held and not expired: a run of each is going."""
+    names = session.scalars(select(Lock.name).where(Lock.name.startswith(SYNC_PREFIX), Lock.expires_at > utcnow()))
+    return {name.removeprefix(SYNC_PREFIX) for name in names}
 
 
 def _died_here(holder: str) -> bool:

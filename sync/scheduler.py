@@ -1,85 +1,104 @@
 """The scheduler process: APScheduler, reconciled from the job definitions in the portal DB.
 
 Exactly one of these runs per deployment, never inside the web app. Every few seconds it
-reads the job definitions and run-now requests that the CLI and the IT console wrote, and
-reconciles its own jobs (fixed ids, replaced only when a definition changed). APScheduler's
+reads the job definitions and run-now requests that the CLI and the IT console wrote,
+reconciles its own jobs (fixed ids, replaced only when a definition changed), writes each
+job's next run time onto the job's row and a heartbeat row saying it looked. APScheduler's
 SQLAlchemy job store keeps next run times across restarts; ``coalesce``, ``max_instances=1``
 and a misfire grace time in minutes (the library's default of one second would silently
 skip late syncs). Runs of one connector never overlap, whichever job starts them: the
-engine's lease refuses the second.
+engine's lease refuses the second; a run-now request (or a scheduled full run) that finds
+one going waits and runs after it. A locked or unreachable portal database costs a poll,
+not a traceback: the next poll tries again, and one line says so if it lasts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from gateway.portal import alerts, jobs
 from gateway.db import create_rw_engine, session_factory
+from gateway.portal import alerts, heartbeat, jobs
 from gateway.replica.dbtypes import utcnow
-from gateway.errors import GatewayError, LockHeld
 from gateway.replica.freshness import last_successes
 from gateway.replica.tables import SyncRun
 from gateway.settings import Settings, load_settings
 
-from connectors import registry
-from sync.engine import record_failed_attempt, run_sync
+from sync.locks import new_holder, running_connectors
+from sync.runner import RunResult, run_sync
 
-JOB_PREFIX = "sync-job-"
+JOB_PREFIX = "sync-job-"  # the scheduler's own ids: nothing outside this module knows them
+CONTROL = "control"  # run-now jobs live in memory: their request rows are what persists
+POLL_BUSY_TIMEOUT_MS = 2_000
+WARN_AFTER_FAILED_POLLS = 3
 log = logging.getLogger("gateway.scheduler")
 
 
-def run_job(config_path: str, connector: str, full: bool, request_id: int | None = None, allow_shrink: bool = False) -> str:
+def run_job(config_path: str, connector: str, full: bool, request_id: int | None = None,
+            allow_shrink: bool = False) -> RunResult:
     """One scheduled or requested run (module-level: the job store keeps a reference to it)."""
     settings = load_settings(config_path)
     mode = "full" if full else "incremental"
-    try:
-        entry = settings.connector(connector)
-        try:
-            built = registry.build(entry, settings)
-        except GatewayError as error:  # the source cannot even be opened: still a failed run
-            record_failed_attempt(settings, connector, entry.source_system, mode, str(error))
-            raise
-        try:
-            result = run_sync(settings, built, mode, allow_shrink)
-        finally:
-            built.close()
-        outcome = f"run {result.run_id} succeeded"
-    except LockHeld as held:
-        outcome = f"skipped: {held}"
-    except GatewayError as error:
-        outcome = f"failed: {error}"
-    log.info("sync %s (%s): %s", connector, "full" if full else "incremental", outcome)
-    _after_run(settings, connector, outcome, request_id)
-    return outcome
+    log.info("sync %s (%s) starting%s", connector, mode, f" (request {request_id})" if request_id else "")
+    result = run_sync(settings, connector, full=full, allow_shrink=allow_shrink)
+    if result.status == "busy" and (request_id is not None or full):
+        _run_later(settings, result, request_id, allow_shrink)
+        return result
+    log.info("sync %s (%s): %s", connector, mode, result.summary())
+    _after_run(settings, result, request_id)
+    return result
 
 
-def _after_run(settings: Settings, connector: str, outcome: str, request_id: int | None) -> None:
-    engine = create_rw_engine(settings.portal.url)
-    with session_factory(engine)() as session:
+def _run_later(settings: Settings, result: RunResult, request_id: int | None, allow_shrink: bool) -> None:
+    """A requested run, or a scheduled full run, found a run going: it runs after that one, never dropped."""
+    with _portal(settings) as session:
+        if request_id is None:
+            if any(r.connector == result.connector and r.full for r in jobs.waiting_requests(session)):
+                return  # a full run of it is already waiting; one is enough
+            request_id = jobs.request_run(session, settings, result.connector, True, "scheduler", allow_shrink)
+        else:
+            jobs.requeue_request(session, request_id, result.summary())
+    log.info("sync %s (%s) waits for the run under way (request %s)", result.connector, result.mode, request_id)
+
+
+def _after_run(settings: Settings, result: RunResult, request_id: int | None) -> None:
+    with _portal(settings) as session:
         if request_id is not None:
-            jobs.finish_request(session, request_id, outcome)
-        if outcome.startswith("run "):
-            alerts.resolve(session, "sync_failed", connector)
-            alerts.resolve(session, "stale_data", connector)
-        elif outcome.startswith("failed"):
-            failures = consecutive_failures(settings, connector)
+            jobs.finish_request(session, request_id, result.summary())
+        if result.succeeded:
+            alerts.resolve(session, "sync_failed", result.connector)
+            alerts.resolve(session, "stale_data", result.connector)
+        elif result.status == "failed":
+            failures = consecutive_failures(settings, result.connector)
             if failures >= settings.sync.alert_after_failures:
-                alerts.raise_alert(session, settings, "it", "sync_failed", connector,
-                                   f"{failures} runs of {connector} failed in a row. The last: {outcome}")
-    engine.dispose()
+                alerts.raise_alert(session, settings, "it", "sync_failed", result.connector,
+                                   f"{failures} runs of {result.connector} failed in a row. The last: {result.error}")
+
+
+@contextmanager
+def _portal(settings: Settings) -> Iterator[Session]:
+    engine = create_rw_engine(settings.portal.url)
+    try:
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def consecutive_failures(settings: Settings, connector: str) -> int:
@@ -98,8 +117,14 @@ def consecutive_failures(settings: Settings, connector: str) -> int:
 
 def trigger_for(job: jobs.JobView, timezone: str) -> BaseTrigger:
     if job.trigger == "cron":
-        return CronTrigger.from_crontab(job.expression, timezone=timezone)
+        return jobs.cron_trigger(job.expression, timezone)
     return IntervalTrigger(seconds=jobs.parse_every(job.expression), timezone=timezone)
+
+
+def _short_busy_timeout(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={POLL_BUSY_TIMEOUT_MS}")
+    cursor.close()
 
 
 class GatewayScheduler:
@@ -107,12 +132,19 @@ class GatewayScheduler:
 
     def __init__(self, settings: Settings, config_path: str) -> None:
         self.settings, self.config_path = settings, config_path
-        self.portal = session_factory(create_rw_engine(settings.portal.url))
+        self.holder = new_holder()
+        poll_engine = create_rw_engine(settings.portal.url)
+        if poll_engine.dialect.name == "sqlite":  # a locked portal delays a poll, never stalls the loop
+            event.listen(poll_engine, "connect", _short_busy_timeout)
+        self.portal = session_factory(poll_engine)
         self.replica = session_factory(create_rw_engine(settings.replica.url))
         self.last_staleness_check = 0.0
+        self.failed_polls = 0
+        self.waiting: set[int] = set()  # requests already said to wait, so the log says it once
+        self.stopping = threading.Event()
         store = SQLAlchemyJobStore(engine=create_rw_engine(settings.portal.url))
-        self.scheduler = BlockingScheduler(
-            jobstores={"default": store, "control": MemoryJobStore()},
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": store, CONTROL: MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": settings.scheduler.misfire_grace_minutes * 60},
@@ -120,30 +152,57 @@ class GatewayScheduler:
         )
 
     def run(self) -> None:
-        """Block until SIGTERM or SIGINT; the run under way then finishes before exit."""
-        self.scheduler.add_job(self.poll, "interval", seconds=self.settings.scheduler.poll_seconds, id="poll",
-                               jobstore="control", next_run_time=utcnow())
+        """Poll until SIGTERM or SIGINT; the run under way then finishes before exit."""
+        # APScheduler says "running job" and "executed" at every run: our own lines say what happened.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         for sign in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sign, self._stop)
-        log.info("scheduler started (poll every %ss)", self.settings.scheduler.poll_seconds)
+        with self.portal() as session:
+            heartbeat.started(session, self.holder)
         self.scheduler.start()
+        log.info("scheduler started (poll every %ss)", self.settings.scheduler.poll_seconds)
+        while not self.stopping.is_set():
+            self.poll()
+            self.stopping.wait(self.settings.scheduler.poll_seconds)
+        log.info("stopping: waiting for the run under way, if any")
+        self.scheduler.shutdown(wait=True)
+        self._quietly(lambda session: heartbeat.stopped(session, self.holder))
         log.info("scheduler stopped")
 
     def _stop(self, signum: int, frame: Any) -> None:
-        log.info("stopping: waiting for the run under way, if any")
-        self.scheduler.shutdown(wait=False)
+        self.stopping.set()
 
     def poll(self) -> None:
-        with self.portal() as session:
-            self.reconcile(session)
-            self.start_requests(session)
-            self.check_staleness(session)
+        """Read the definitions and requests, write next run times and the heartbeat."""
+        self._quietly(self._poll_once)
+
+    def _poll_once(self, session: Session) -> None:
+        self.reconcile(session)
+        self.start_requests(session)
+        jobs.record_next_runs(session, self.next_runs())
+        heartbeat.beat(session, self.holder)
+        self.check_staleness(session)
+
+    def _quietly(self, step: Callable[[Session], None]) -> None:
+        """Run ``step``; a locked or unreachable database is retried at the next poll, said once if it lasts."""
+        try:
+            with self.portal() as session:
+                step(session)
+        except OperationalError as error:
+            self.failed_polls += 1
+            if self.failed_polls == WARN_AFTER_FAILED_POLLS:
+                log.warning("the portal database refused %d polls in a row (%s); still retrying",
+                            self.failed_polls, str(error.orig).splitlines()[0])
+            return
+        if self.failed_polls >= WARN_AFTER_FAILED_POLLS:
+            log.info("the portal database answers again after %d refused polls", self.failed_polls)
+        self.failed_polls = 0
 
     def reconcile(self, session: Session) -> None:
         wanted = {f"{JOB_PREFIX}{job.id}": job for job in jobs.list_jobs(session)}
         for existing in self.scheduler.get_jobs(jobstore="default"):
             if existing.id not in wanted:
-                log.info("removing job %s", existing.id)
+                log.info("job %s removed", existing.id.removeprefix(JOB_PREFIX))
                 existing.remove()
         for job_id, job in wanted.items():
             self._ensure(job_id, job)
@@ -153,19 +212,34 @@ class GatewayScheduler:
         args = [self.config_path, job.connector, job.full]
         existing = self.scheduler.get_job(job_id, jobstore="default")
         if existing is None or str(existing.trigger) != str(trigger) or list(existing.args) != args:
-            log.info("scheduling %s: %s %s %s", job_id, job.connector, job.expression, "full" if job.full else "")
+            log.info("job %s scheduled: %s %s %s%s", job.id, job.connector, job.trigger, job.expression,
+                     " (full)" if job.full else "")
             existing = self.scheduler.add_job(run_job, trigger, args=args, id=job_id, jobstore="default",
                                               replace_existing=True, name=f"sync {job.connector} {job.expression}")
         if job.paused and existing.next_run_time is not None:
+            log.info("job %s paused", job.id)
             self.scheduler.pause_job(job_id, jobstore="default")
         elif not job.paused and existing.next_run_time is None:
+            log.info("job %s resumed", job.id)
             self.scheduler.resume_job(job_id, jobstore="default")
 
+    def next_runs(self) -> dict[int, dt.datetime | None]:
+        return {int(job.id.removeprefix(JOB_PREFIX)): job.next_run_time
+                for job in self.scheduler.get_jobs(jobstore="default")}
+
     def start_requests(self, session: Session) -> None:
-        for request in jobs.claim_requests(session):
-            self.scheduler.add_job(run_job, "date", run_date=utcnow(), id=f"run-now-{request.id}", jobstore="control",
-                                   args=[self.config_path, request.connector, request.full, request.id, request.allow_shrink],
-                                   misfire_grace_time=None)
+        busy = running_connectors(session)
+        for request in jobs.waiting_requests(session):
+            if request.connector in busy and request.id not in self.waiting:
+                self.waiting.add(request.id)
+                log.info("request %s (%s run of %s) waits for the run under way", request.id,
+                         "full" if request.full else "incremental", request.connector)
+        for request in jobs.claim_requests(session, busy):
+            self.waiting.discard(request.id)
+            self.scheduler.add_job(run_job, "date", run_date=utcnow(), id=f"run-now-{request.id}",
+                                   args=[self.config_path, request.connector, request.full, request.id,
+                                         request.allow_shrink],
+                                   jobstore=CONTROL, misfire_grace_time=None)
 
     def check_staleness(self, session: Session) -> None:
         """Once a minute: alert IT about connectors whose data is older than the policy allows."""

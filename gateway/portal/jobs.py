@@ -1,11 +1,15 @@
 """Sync job definitions and run-now requests: what the CLI and the IT console write.
 
-Only the scheduler process turns these rows into scheduled jobs; nothing here runs a sync.
+Only the scheduler process turns these rows into scheduled jobs, and it writes each job's
+next run time back onto the job's row (so pages never read the scheduler's own store);
+nothing here runs a sync.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,22 +27,83 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class JobError(GatewayError):
+    """A job definition or request was refused; subclasses keep what pages need to say why."""
+
     exit_code = 2
+
+
+class BadSchedule(JobError):
+    """``schedule`` is not a duration (``kind`` interval) or not a crontab expression (``kind`` cron)."""
+
+    def __init__(self, schedule: str, kind: str, detail: str = "") -> None:
+        self.schedule, self.kind, self.detail = schedule, kind, detail
+        if kind == "cron":
+            super().__init__(f"--cron {schedule!r} is not a crontab expression ({detail}); write e.g. '30 2 * * *'")
+        else:
+            super().__init__(f"--every {schedule!r} is not a duration; write e.g. 30s, 15m, 2h or 1d")
+
+
+class TooOften(JobError):
+    """The schedule would run the job more often than ``[scheduler] min_interval_seconds``."""
+
+    def __init__(self, schedule: str, seconds: int, minimum: int) -> None:
+        self.schedule, self.seconds, self.minimum = schedule, seconds, minimum
+        super().__init__(f"{schedule!r} runs every {seconds}s, more often than the {minimum}s minimum; "
+                         "choose a longer interval, or lower [scheduler] min_interval_seconds")
+
+
+class DuplicateJob(JobError):
+    """An identical job (same connector, schedule and kind of run) exists already."""
+
+    def __init__(self, existing: int, connector: str, schedule: str) -> None:
+        self.existing, self.connector, self.schedule = existing, connector, schedule
+        super().__init__(f"job {existing} already runs {connector} on {schedule!r} the same way; "
+                         "see gateway jobs list")
+
+
+class NoSuchJob(JobError):
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"there is no job {job_id}; see gateway jobs list")
 
 
 def parse_every(text: str) -> int:
     """``90s``, ``15m``, ``2h`` or ``1d`` in seconds."""
     match = DURATION.match(text)
     if not match or int(match.group(1)) == 0:
-        raise JobError(f"--every {text!r} is not a duration; write e.g. 30s, 15m, 2h or 1d")
+        raise BadSchedule(text, "interval")
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
-def check_cron(expression: str, timezone: str) -> None:
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
     try:
-        CronTrigger.from_crontab(expression, timezone=timezone)
+        return CronTrigger.from_crontab(expression, timezone=timezone)
     except ValueError as exc:
-        raise JobError(f"--cron {expression!r} is not a crontab expression ({exc}); write e.g. '30 2 * * *'") from None
+        raise BadSchedule(expression, "cron", str(exc)) from None
+
+
+def check_cron(expression: str, timezone: str) -> None:
+    cron_trigger(expression, timezone)
+
+
+def shortest_cron_gap(expression: str, timezone: str, below: int) -> int | None:
+    """The shortest gap in seconds between two firings over the coming week, if one is under ``below``.
+
+    A week covers every weekday; a schedule that is sparse most of the day but dense
+    for an hour (``*/1 6 * * *``) is caught as well.
+    """
+    trigger = cron_trigger(expression, timezone)
+    previous = trigger.get_next_fire_time(None, utcnow())
+    end = utcnow() + dt.timedelta(days=7)
+    while previous is not None and previous < end:
+        following = trigger.get_next_fire_time(previous, previous)  # strictly after ``previous``
+        if following is None:
+            return None
+        gap = int((following - previous).total_seconds())
+        if gap < below:
+            return gap
+        previous = following
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,6 +114,7 @@ class JobView:
     expression: str
     full: bool
     paused: bool
+    next_run_at: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -69,18 +135,38 @@ def add_job(session: Session, settings: Settings, connector: str, cron: str | No
 
 
 def _add(session: Session, settings: Settings, connector: str, trigger: str, expression: str, full: bool) -> JobView:
-    if trigger == "cron":
-        check_cron(expression, settings.district.timezone)
-    else:
-        parse_every(expression)
-    job = SyncJob(connector=connector, trigger=trigger, expression=expression.strip(), full=full)
+    expression = " ".join(expression.split())
+    _check_often(settings, trigger, expression)
+    for other in session.scalars(select(SyncJob).where(SyncJob.connector == connector, SyncJob.trigger == trigger,
+                                                       SyncJob.full == full)):
+        if _same_schedule(trigger, other.expression, expression):
+            raise DuplicateJob(other.id, connector, expression)
+    job = SyncJob(connector=connector, trigger=trigger, expression=expression, full=full)
     session.add(job)
     session.flush()
     return view(job)
 
 
+def _check_often(settings: Settings, trigger: str, expression: str) -> None:
+    """Refuse a bad schedule, or one that would run more often than the configured minimum."""
+    minimum = settings.scheduler.min_interval_seconds
+    if trigger == "cron":
+        gap = shortest_cron_gap(expression, settings.district.timezone, minimum)
+    else:
+        gap = parse_every(expression)
+        gap = gap if gap < minimum else None
+    if gap is not None:
+        raise TooOften(expression, gap, minimum)
+
+
+def _same_schedule(trigger: str, one: str, other: str) -> bool:
+    if trigger == "interval":
+        return parse_every(one) == parse_every(other)  # 60m is 1h
+    return " ".join(one.split()) == " ".join(other.split())
+
+
 def view(job: SyncJob) -> JobView:
-    return JobView(job.id, job.connector, job.trigger, job.expression, job.full, job.paused)
+    return JobView(job.id, job.connector, job.trigger, job.expression, job.full, job.paused, job.next_run_at)
 
 
 def list_jobs(session: Session) -> list[JobView]:
@@ -90,7 +176,7 @@ def list_jobs(session: Session) -> list[JobView]:
 def _job(session: Session, job_id: int) -> SyncJob:
     job = session.get(SyncJob, job_id)
     if job is None:
-        raise JobError(f"there is no job {job_id}; see gateway jobs list")
+        raise NoSuchJob(job_id)
     return job
 
 
@@ -115,10 +201,21 @@ def request_run(session: Session, settings: Settings, connector: str, full: bool
     return request.id
 
 
-def claim_requests(session: Session) -> list[SyncRunRequest]:
-    """Take the waiting run-now requests; each is claimed by exactly one scheduler."""
+def waiting_requests(session: Session) -> list[SyncRunRequest]:
+    return list(session.scalars(select(SyncRunRequest).where(SyncRunRequest.claimed_at.is_(None))
+                                .order_by(SyncRunRequest.id)))
+
+
+def claim_requests(session: Session, busy: Collection[str] = ()) -> list[SyncRunRequest]:
+    """Take the waiting run-now requests; each is claimed by exactly one scheduler.
+
+    Requests for a connector in ``busy`` (a run of it is going) stay waiting, to be
+    claimed at a later poll once that run has ended: a request is never dropped.
+    """
     claimed = []
-    for request in session.scalars(select(SyncRunRequest).where(SyncRunRequest.claimed_at.is_(None))).all():
+    for request in waiting_requests(session):
+        if request.connector in busy:
+            continue
         won = session.execute(update(SyncRunRequest).where(SyncRunRequest.id == request.id,
                                                            SyncRunRequest.claimed_at.is_(None))
                               .values(claimed_at=utcnow())).rowcount
@@ -126,6 +223,21 @@ def claim_requests(session: Session) -> list[SyncRunRequest]:
         if won:
             claimed.append(request)
     return claimed
+
+
+def requeue_request(session: Session, request_id: int, reason: str) -> None:
+    """Put a claimed request back: it found a run of its connector going, and runs after it."""
+    session.execute(update(SyncRunRequest).where(SyncRunRequest.id == request_id)
+                    .values(claimed_at=None, result=reason[:255]))
+    session.commit()
+
+
+def record_next_runs(session: Session, next_runs: Mapping[int, dt.datetime | None]) -> None:
+    """The scheduler's next run time of each job, onto the job's own row (only where it changed)."""
+    for job in session.scalars(select(SyncJob).where(SyncJob.id.in_(list(next_runs)))):
+        if job.next_run_at != next_runs[job.id]:
+            job.next_run_at = next_runs[job.id]
+    session.commit()
 
 
 def finish_request(session: Session, request_id: int, result: str) -> None:

@@ -252,6 +252,19 @@ class SyncJob(PortalBase):
     paused: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _created()
+    # Written by the scheduler process (empty while paused or before it first saw the job),
+    # so pages show it without reading the scheduler's own store.
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SchedulerHeartbeat(PortalBase):
+    """A scheduler process as it last reported itself: it writes ``last_poll_at`` at every poll."""
+
+    __tablename__ = "scheduler_heartbeats"
+    holder: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid:token
+    started_at: Mapped[dt.datetime] = _created()
+    last_poll_at: Mapped[dt.datetime] = _created()
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class SyncRunRequest(PortalBase):

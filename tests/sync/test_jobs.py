@@ -71,13 +71,13 @@ def test_consecutive_failures_alert_it_once_and_a_success_resolves_it(configured
     healthy = source.read_bytes()
     source.write_bytes(b"this is not a database")
     outcomes = [run_job(str(settings.config_path), CONNECTOR, False) for _ in range(3)]
-    assert all(outcome.startswith("failed") for outcome in outcomes)
+    assert [outcome.status for outcome in outcomes] == ["failed", "failed", "failed"]
     with portal(settings) as session:
         open_alerts = session.scalars(select(Alert).where(Alert.resolved_at.is_(None))).all()
     assert [(a.audience, a.kind, a.subject) for a in open_alerts] == [("it", "sync_failed", CONNECTOR)]
     (message,) = outbox_messages(settings.mail.outbox_dir)
     assert b"it@district.example" in message.read_bytes() and b"sync failed: sis" in message.read_bytes()
     source.write_bytes(healthy)
-    assert run_job(str(settings.config_path), CONNECTOR, False).endswith("succeeded")
+    assert run_job(str(settings.config_path), CONNECTOR, False).status == "succeeded"
     with portal(settings) as session:
         assert session.scalars(select(Alert).where(Alert.resolved_at.is_(None))).all() == []

@@ -49,7 +49,7 @@ def query(url: str, sql: str) -> list[tuple[object, ...]]:
 def configured(instance: Settings, source: Path) -> Settings:
     """An instance whose config file names the demo SIS as connector ``sis``."""
     config = Path(str(instance.config_path))
-    config.write_text(config.read_text() + f'\n[scheduler]\npoll_seconds = 0.5\n\n[[connectors]]\nname = "{CONNECTOR}"\n'
+    config.write_text(config.read_text() + f'\n[scheduler]\npoll_seconds = 0.5\nmin_interval_seconds = 1\n\n[[connectors]]\nname = "{CONNECTOR}"\n'
                       f'kind = "sql"\nurl = "sqlite:///{source}"\nmapping = "demo"\n')
     return load_settings(config, env={})
 
