@@ -180,6 +180,10 @@ def _job(session: Session, job_id: int) -> SyncJob:
     return job
 
 
+def get_job(session: Session, job_id: int) -> JobView:
+    return view(_job(session, job_id))
+
+
 def remove_job(session: Session, job_id: int) -> None:
     session.delete(_job(session, job_id))
     session.commit()

@@ -200,7 +200,7 @@ def test_it_adds_pauses_resumes_and_removes_jobs_from_the_console(district_app: 
     it.post(f"/it/jobs/{first}/pause", data={"csrf_token": csrf(it, "/it/jobs")})
     with portal_session(district[0]) as session:
         assert session.execute(text(f"SELECT paused FROM sync_jobs WHERE id = {first}")).scalar_one() in (True, 1)
-    it.post(f"/it/jobs/{first}/remove", data={"csrf_token": csrf(it, "/it/jobs")})
+    it.post(f"/it/jobs/{first}/remove", data={"csrf_token": csrf(it, "/it/jobs"), "confirm": "yes"})
     with portal_session(district[0]) as session:
         assert session.execute(text("SELECT count(*) FROM sync_jobs")).scalar_one() == 1
 
