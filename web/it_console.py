@@ -59,11 +59,10 @@ def it_jobs() -> ResponseReturnValue:
     form = JobForm()
     form.connector.choices = [SelectChoice(c.name, c.name) for c in context.settings().connectors]
     if form.validate_on_submit():
-        text_ = form.schedule.data.strip()
-        is_cron = " " in text_
+        cron, every = jobs.read_schedule(form.schedule.data)
         try:
-            added = jobs.add_job(db.portal(), context.settings(), form.connector.data, text_ if is_cron else None,
-                                 None if is_cron else text_, bool(form.full.data))
+            added = jobs.add_job(db.portal(), context.settings(), form.connector.data, cron, every,
+                                 bool(form.full.data))
         except jobs.JobError as refused:
             form.schedule.errors.append(schedule_problem(refused))
         else:

@@ -75,6 +75,14 @@ def parse_every(text: str) -> int:
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
+def read_schedule(text: str) -> tuple[str | None, str | None]:
+    """One typed schedule as ``(cron, every)``: a duration (``15m``, ``15 m``) or else a crontab expression."""
+    text = text.strip()
+    if DURATION.match(text) or " " not in text:
+        return None, text
+    return text, None
+
+
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:
     try:
         return CronTrigger.from_crontab(expression, timezone=timezone)

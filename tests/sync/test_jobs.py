@@ -81,3 +81,50 @@ def test_consecutive_failures_alert_it_once_and_a_success_resolves_it(configured
     assert run_job(str(settings.config_path), CONNECTOR, False).status == "succeeded"
     with portal(settings) as session:
         assert session.scalars(select(Alert).where(Alert.resolved_at.is_(None))).all() == []
+
+
+@pytest.mark.parametrize(("cron", "every", "gap"), [
+    (None, "4m", 240),
+    (None, "299s", 299),
+    ("* * * * *", None, 60),
+    ("0,3 * * * *", None, 180),  # most gaps are 57 minutes; one is 3
+    ("*/1 6 * * 1", None, 60),  # sparse all week but Monday at 6
+])
+def test_a_schedule_more_often_than_the_minimum_interval_is_refused(configured: Settings, cron: str | None,
+                                                                    every: str | None, gap: int) -> None:
+    with portal(configured) as session, pytest.raises(jobs.TooOften) as refused:
+        jobs.add_job(session, configured, CONNECTOR, cron, every, full=False)
+    assert (refused.value.seconds, refused.value.minimum) == (gap, 300)
+    assert "min_interval_seconds" in str(refused.value)
+    with portal(configured) as session:
+        assert jobs.list_jobs(session) == []
+
+
+def test_the_minimum_interval_itself_is_allowed_and_configurable(configured: Settings) -> None:
+    with portal(configured) as session:
+        assert [j.expression for j in jobs.add_job(session, configured, CONNECTOR, None, "5m", full=False, nightly=False)] == ["5m"]
+        assert len(jobs.add_job(session, configured, CONNECTOR, "*/5 * * * *", None, full=False)) == 1
+    relaxed = dataclasses.replace(configured, scheduler=dataclasses.replace(configured.scheduler, min_interval_seconds=30))
+    with portal(relaxed) as session:
+        assert len(jobs.add_job(session, relaxed, CONNECTOR, None, "30s", full=False)) == 1
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ((None, "1h"), (None, "60m")),
+    (("0 6 * * *", None), ("0  6 * * *", None)),
+])
+def test_an_identical_job_is_refused(configured: Settings, first: tuple[str | None, str | None],
+                                     second: tuple[str | None, str | None]) -> None:
+    with portal(configured) as session:
+        (kept,) = jobs.add_job(session, configured, CONNECTOR, *first, full=False, nightly=False)
+        with pytest.raises(jobs.DuplicateJob, match=f"job {kept.id} already runs sis"):
+            jobs.add_job(session, configured, CONNECTOR, *second, full=False)
+        assert len(jobs.add_job(session, configured, CONNECTOR, *second, full=True)) == 1  # a full run is another kind
+        assert len(jobs.list_jobs(session)) == 2
+
+
+def test_a_request_for_a_running_connector_stays_waiting_until_it_is_free(configured: Settings) -> None:
+    with portal(configured) as session:
+        request = jobs.request_run(session, configured, CONNECTOR, full=True, requested_by="test")
+        assert jobs.claim_requests(session, busy={CONNECTOR}) == []
+        assert [r.id for r in jobs.claim_requests(session, busy=set())] == [request]

@@ -283,3 +283,108 @@ def test_the_it_console_shows_a_runs_warning(district_app: Flask, district: tupl
     engine.dispose()
     it, _ = staff_client(district_app, district[0], "warned.it", "it")
     assert "Warning: connector sis: the SIS login can write" in it.get("/it").get_data(as_text=True)
+
+
+def test_removing_a_job_asks_first_and_only_the_confirmation_removes_it(district_app: Flask,
+                                                                         district: tuple[Settings, DemoSummary]) -> None:
+    it, _ = staff_client(district_app, district[0], "careful.it", "it")
+    it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), "connector": "sis", "schedule": "2h"})
+    with portal_session(district[0]) as session:
+        first = session.execute(text("SELECT min(id) FROM sync_jobs")).scalar_one()
+    assert f'href="/it/jobs/{first}/remove"' in it.get("/it/jobs").get_data(as_text=True)  # a link, no script needed
+    unconfirmed = it.post(f"/it/jobs/{first}/remove", data={"csrf_token": csrf(it, "/it/jobs")})
+    assert unconfirmed.status_code == 303 and unconfirmed.headers["Location"] == f"/it/jobs/{first}/remove"
+    page = it.get(f"/it/jobs/{first}/remove").get_data(as_text=True)
+    assert f"Remove job {first}?" in page and "runs sis on interval 2h (incremental runs)" in page
+    assert 'name="confirm" type="hidden" value="yes"' in page or 'type="hidden" name="confirm" value="yes"' in page
+    assert it.post(f"/it/jobs/{first}/remove", data={"confirm": "yes"}).status_code == 400  # no CSRF token
+    with portal_session(district[0]) as session:
+        assert session.execute(text("SELECT count(*) FROM sync_jobs")).scalar_one() == 2  # the job and its nightly run
+    done = it.post(f"/it/jobs/{first}/remove", data={"csrf_token": csrf(it, f"/it/jobs/{first}/remove"), "confirm": "yes"},
+                   follow_redirects=True)
+    assert f"Job {first} removed" in done.get_data(as_text=True)
+    with portal_session(district[0]) as session:
+        assert session.execute(text(f"SELECT count(*) FROM sync_jobs WHERE id = {first}")).scalar_one() == 0
+    assert it.get(f"/it/jobs/{first}/remove").status_code == 404
+
+
+@pytest.mark.parametrize(("schedule", "lang", "expected"), [
+    ("61 * * * *", "en", "“61 * * * *” is not a crontab schedule: write five fields (minute, hour, day of month"),
+    ("61 * * * *", "es", "«61 * * * *» no es una programación crontab"),
+    ("often", "en", "“often” is not a duration or a crontab schedule: write a duration such as 15m"),
+    ("1m", "en", "“1m” would run every 1 minute; runs of a job must be at least 5 minutes apart."),
+    ("*/2 * * * *", "en", "“*/2 * * * *” would run every 2 minutes; runs of a job must be at least 5 minutes apart."),
+    ("1m", "es", "«1m» se ejecutaría cada 1 minuto; las ejecuciones de un trabajo deben estar separadas al menos 5 minutos."),
+])
+def test_a_refused_schedule_is_explained_in_the_consoles_terms(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                                schedule: str, lang: str, expected: str) -> None:
+    it, _ = staff_client(district_app, district[0], "typo.it", "it")
+    token = csrf(it, f"/it/jobs?lang={lang}")
+    page = it.post("/it/jobs", data={"csrf_token": token, "connector": "sis", "schedule": schedule}).get_data(as_text=True)
+    assert expected in page.replace("&#34;", '"')
+    for parser_words in ("Error validating", "maximum value", "--cron", "--every", "min_interval_seconds"):
+        assert parser_words not in page
+    with portal_session(district[0]) as session:
+        assert session.execute(text("SELECT count(*) FROM sync_jobs")).scalar_one() == 0
+
+
+def test_an_identical_job_is_refused_and_a_different_kind_of_run_is_not(district_app: Flask,
+                                                                          district: tuple[Settings, DemoSummary]) -> None:
+    it, _ = staff_client(district_app, district[0], "twice.it", "it")
+    form = {"connector": "sis", "schedule": "15m"}
+    assert it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), **form}).status_code == 302
+    again = it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), "connector": "sis", "schedule": "15 m"})
+    assert "already runs sis on this schedule the same way" in again.get_data(as_text=True)
+    assert it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), **form, "full": "y"}).status_code == 302
+    with portal_session(district[0]) as session:
+        rows = session.execute(text("SELECT expression, full FROM sync_jobs ORDER BY id")).all()
+    assert [(r.expression, bool(r.full)) for r in rows] == [("15m", False), ("30 2 * * *", True), ("15m", True)]
+
+
+def test_the_it_console_says_whether_a_scheduler_is_alive_and_when_it_last_looked(
+    district_app: Flask, district: tuple[Settings, DemoSummary]
+) -> None:
+    import datetime as dt
+
+    from gateway.portal import heartbeat
+    from gateway.portal.models import SchedulerHeartbeat
+
+    settings = district[0]
+    it, _ = staff_client(district_app, settings, "watching.it", "it")
+    assert "Not running: no scheduler has started yet." in it.get("/it").get_data(as_text=True)
+    with portal_session(settings) as session:
+        heartbeat.started(session, "host-a:4242:abcdef")
+        session.execute(text("UPDATE scheduler_heartbeats SET last_poll_at = :at"),
+                        {"at": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)})
+        session.commit()
+        looked = session.get(SchedulerHeartbeat, "host-a:4242:abcdef").last_poll_at  # type: ignore[union-attr]
+    chicago = looked.astimezone(dt.timezone(dt.timedelta(hours=-6)))  # Chicago in December: UTC-6
+    page = it.get("/it").get_data(as_text=True)
+    assert f"Running: the scheduler last looked for work at {chicago:%Y-%m-%d %H:%M:%S}." in page
+    with portal_session(settings) as session:  # a scheduler silent for ten minutes is not alive
+        session.execute(text("UPDATE scheduler_heartbeats SET last_poll_at = :at"),
+                        {"at": dt.datetime(2026, 12, 1, 14, 0, 0, tzinfo=dt.timezone.utc)})
+        session.commit()
+    assert "Not running: no scheduler has looked for work since 2026-12-01 08:00:00." in it.get("/it").get_data(as_text=True)
+    with portal_session(settings) as session:
+        heartbeat.stopped(session, "host-a:4242:abcdef")
+    assert "Stopped: the scheduler stopped at" in it.get("/it").get_data(as_text=True)
+
+
+def test_the_it_console_shows_next_run_times_from_the_job_rows(district_app: Flask,
+                                                               district: tuple[Settings, DemoSummary]) -> None:
+    import datetime as dt
+
+    from gateway.portal import jobs
+
+    settings = district[0]
+    it, _ = staff_client(district_app, settings, "planning.it", "it")
+    it.post("/it/jobs", data={"csrf_token": csrf(it, "/it/jobs"), "connector": "sis", "schedule": "6h"})
+    with portal_session(settings) as session:
+        first, nightly = session.execute(text("SELECT id FROM sync_jobs ORDER BY id")).scalars().all()
+        jobs.record_next_runs(session, {first: dt.datetime(2026, 12, 2, 14, 30, tzinfo=dt.timezone.utc), nightly: None})
+        session.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))  # the page needs nothing of the scheduler's store
+        session.commit()
+    page = it.get("/it").get_data(as_text=True)
+    assert f"<td>{first}</td><td>sis</td><td>interval 6h</td><td>incremental</td><td>active</td><td>2026-12-02 08:30</td>" in page
+    assert f"<td>{nightly}</td><td>sis</td><td>cron 30 2 * * *</td><td>full</td><td>active</td><td></td>" in page
