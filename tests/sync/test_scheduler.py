@@ -150,3 +150,110 @@ def _seconds(stamp: object) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(str(stamp)).timestamp()
+
+
+def _utc(stamp: object) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(str(stamp)).replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def next_run_at(settings: Settings, job_id: object) -> object:
+    rows = query(settings.portal.url, f"SELECT next_run_at FROM sync_jobs WHERE id = {job_id}")
+    return rows[0][0] if rows else None
+
+
+def last_polls(settings: Settings) -> list[tuple[object, ...]]:
+    return query(settings.portal.url, "SELECT last_poll_at, stopped_at FROM scheduler_heartbeats")
+
+
+def messages(log: Path) -> list[str]:
+    """The scheduler's log lines without their time stamps ("LEVEL logger: message")."""
+    return [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line[:2] == "20"]
+
+
+def test_each_jobs_next_run_time_is_written_onto_its_row_and_a_heartbeat_at_each_poll(
+    configured: Settings, start_scheduler: Callable[[Settings], SchedulerProcess]
+) -> None:
+    job_id = gateway(configured, "jobs", "add", CONNECTOR, "--every", "1h", "--no-nightly")["added"][0]["id"]  # type: ignore[index]
+    started = time.time()
+    scheduler = start_scheduler(configured)
+    wait_for(lambda: next_run_at(configured, job_id) is not None)
+    assert started + 3600 - 5 < _utc(next_run_at(configured, job_id)) < started + 3600 + 60
+    assert _utc(next_run_at(configured, job_id)) == pytest.approx(store_rows(configured)[f"sync-job-{job_id}"], abs=0.001)
+    ((first, stopped),) = last_polls(configured)
+    assert stopped is None
+    wait_for(lambda: _utc(last_polls(configured)[0][0]) > _utc(first) + 1)  # it keeps beating
+    gateway(configured, "jobs", "pause", str(job_id))
+    wait_for(lambda: next_run_at(configured, job_id) is None)  # paused: no next run
+    assert scheduler.stop() == 0
+    ((_, stopped),) = last_polls(configured)
+    assert stopped is not None  # a clean stop says so, and the console shows it stopped
+
+
+def test_a_run_now_that_finds_a_run_going_is_kept_and_runs_after_it(
+    configured: Settings, start_scheduler: Callable[[Settings], SchedulerProcess], tmp_path: Path
+) -> None:
+    from sync.locks import Lease, sync_lock_name
+
+    scheduler = start_scheduler(configured)
+    wait_for(lambda: bool(last_polls(configured)))
+    portal = create_rw_engine(configured.portal.url)
+    going = Lease(portal, sync_lock_name(CONNECTOR), ttl_seconds=300)  # another process's run of sis
+    going.acquire()
+    request = gateway(configured, "jobs", "run-now", CONNECTOR, "--full")["request_id"]
+    time.sleep(3)  # six polls while the other run goes on
+    assert query(configured.portal.url, f"SELECT finished_at FROM sync_run_requests WHERE id = {request}") == [(None,)]
+    assert query(configured.replica.url, "SELECT count(*) FROM sync_runs") == [(0,)]
+    going.release()
+    portal.dispose()
+    wait_for(lambda: bool(query(configured.portal.url,
+                                f"SELECT 1 FROM sync_run_requests WHERE id = {request} AND finished_at IS NOT NULL")), 60)
+    assert scheduler.stop() == 0
+    (result,) = query(configured.portal.url, f"SELECT result FROM sync_run_requests WHERE id = {request}")
+    assert str(result[0]) == "run 1 succeeded"
+    assert query(configured.replica.url, "SELECT mode, status FROM sync_runs") == [("full", "succeeded")]
+    assert sum("waits for the run under way" in line for line in messages(tmp_path / "scheduler.log")) == 1
+
+
+def test_the_log_says_what_happened_and_is_silent_between_events(
+    configured: Settings, start_scheduler: Callable[[Settings], SchedulerProcess], tmp_path: Path
+) -> None:
+    job_id = gateway(configured, "jobs", "add", CONNECTOR, "--every", "1h", "--no-nightly")["added"][0]["id"]  # type: ignore[index]
+    scheduler = start_scheduler(configured)
+    wait_for(lambda: next_run_at(configured, job_id) is not None)
+    time.sleep(3)  # six quiet polls
+    gateway(configured, "jobs", "pause", str(job_id))
+    wait_for(lambda: next_run_at(configured, job_id) is None)
+    time.sleep(1)
+    assert scheduler.stop() == 0
+    assert messages(tmp_path / "scheduler.log") == [
+        "INFO gateway.scheduler: scheduler started (poll every 0.5s)",
+        f"INFO gateway.scheduler: job {job_id} scheduled: sis interval 1h",
+        f"INFO gateway.scheduler: job {job_id} paused",
+        "INFO gateway.scheduler: stopping: waiting for the run under way, if any",
+        "INFO gateway.scheduler: scheduler stopped",
+    ]
+
+
+def test_a_locked_portal_database_costs_polls_not_a_traceback(
+    configured: Settings, start_scheduler: Callable[[Settings], SchedulerProcess], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    scheduler = start_scheduler(configured)
+    wait_for(lambda: bool(last_polls(configured)))
+    locker = sqlite3.connect(configured.portal.url.removeprefix("sqlite:///"), isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # e.g. a long write by another process
+    time.sleep(10)  # a poll waits 2 s for the lock, then the next one comes: three or four refused
+    locker.execute("ROLLBACK")
+    locker.close()
+    released = time.time()
+    wait_for(lambda: _utc(last_polls(configured)[0][0]) > released)  # the next poll gets through
+    assert scheduler.stop() == 0
+    log = (tmp_path / "scheduler.log").read_text()
+    assert "Traceback" not in log and "database is locked\n" not in log
+    lines = messages(tmp_path / "scheduler.log")
+    assert [line for line in lines if line.startswith("WARNING")] == [
+        "WARNING gateway.scheduler: the portal database refused 3 polls in a row (database is locked); still retrying"]
+    assert any(line.startswith("INFO gateway.scheduler: the portal database answers again after") for line in lines)
