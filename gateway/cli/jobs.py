@@ -53,7 +53,11 @@ def list_command(ctx: Context, as_json: bool) -> None:
         found = job_service.list_jobs(session)
     emit(as_json, {"jobs": [job.as_dict() for job in found]}, "\n".join(
         f"{j.id:>4}  {j.connector:<16} {j.trigger:<8} {j.expression:<16} {'full' if j.full else 'incremental':<12}"
-        f"{'paused' if j.paused else ''}" for j in found) or "no jobs; add one with gateway jobs add")
+        f"{'paused' if j.paused else _next(j)}" for j in found) or "no jobs; add one with gateway jobs add")
+
+
+def _next(job: job_service.JobView) -> str:
+    return f"next {job.next_run_at:%Y-%m-%d %H:%M} UTC" if job.next_run_at else ""
 
 
 def _change(ctx: Context, job_id: int, action: str, as_json: bool) -> None:

@@ -128,3 +128,24 @@ def test_a_request_for_a_running_connector_stays_waiting_until_it_is_free(config
         request = jobs.request_run(session, configured, CONNECTOR, full=True, requested_by="test")
         assert jobs.claim_requests(session, busy={CONNECTOR}) == []
         assert [r.id for r in jobs.claim_requests(session, busy=set())] == [request]
+
+
+def test_a_requested_or_scheduled_full_run_that_finds_a_run_going_is_kept_for_later(configured: Settings) -> None:
+    from sync.locks import Lease, sync_lock_name
+    from sync.scheduler import run_job
+
+    with portal(configured) as session:
+        request = jobs.request_run(session, configured, CONNECTOR, full=False, requested_by="test")
+        jobs.claim_requests(session)
+    engine = create_rw_engine(configured.portal.url)
+    with Lease(engine, sync_lock_name(CONNECTOR), 60, holder="other-host:42"):
+        assert run_job(str(configured.config_path), CONNECTOR, False, request).status == "busy"
+        assert run_job(str(configured.config_path), CONNECTOR, True).status == "busy"  # the nightly full run
+        assert run_job(str(configured.config_path), CONNECTOR, True).status == "busy"  # and again: one request is enough
+        assert run_job(str(configured.config_path), CONNECTOR, False).status == "busy"  # an incremental one is just skipped
+    engine.dispose()
+    with portal(configured) as session:
+        waiting = [(r.id, r.full, r.requested_by, r.result) for r in jobs.waiting_requests(session)]
+    assert waiting == [(request, False, "test", "waiting: sync:sis is already running (held by other-host:42); "
+                                                "try again when it ends"),
+                       (request + 1, True, "scheduler", None)]
