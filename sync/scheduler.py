@@ -141,6 +141,7 @@ class GatewayScheduler:
         self.last_staleness_check = 0.0
         self.failed_polls = 0
         self.waiting: set[int] = set()  # requests already said to wait, so the log says it once
+        self.unusable: set[int] = set()  # jobs whose schedule cannot be read, said once
         self.stopping = threading.Event()
         store = SQLAlchemyJobStore(engine=create_rw_engine(settings.portal.url))
         self.scheduler = BackgroundScheduler(
@@ -194,6 +195,9 @@ class GatewayScheduler:
                 log.warning("the portal database refused %d polls in a row (%s); still retrying",
                             self.failed_polls, str(error.orig).splitlines()[0])
             return
+        except Exception:  # a bug: said with its traceback, and the scheduler keeps polling
+            log.exception("a poll failed; the next one tries again")
+            return
         if self.failed_polls >= WARN_AFTER_FAILED_POLLS:
             log.info("the portal database answers again after %d refused polls", self.failed_polls)
         self.failed_polls = 0
@@ -205,7 +209,14 @@ class GatewayScheduler:
                 log.info("job %s removed", existing.id.removeprefix(JOB_PREFIX))
                 existing.remove()
         for job_id, job in wanted.items():
-            self._ensure(job_id, job)
+            try:
+                self._ensure(job_id, job)
+            except jobs.JobError as refused:  # a row written by hand or by an older version
+                if job.id not in self.unusable:
+                    log.warning("job %s is not scheduled: %s", job.id, refused)
+                self.unusable.add(job.id)
+            else:
+                self.unusable.discard(job.id)
 
     def _ensure(self, job_id: str, job: jobs.JobView) -> None:
         trigger = trigger_for(job, self.settings.district.timezone)

@@ -257,3 +257,21 @@ def test_a_locked_portal_database_costs_polls_not_a_traceback(
     assert [line for line in lines if line.startswith("WARNING")] == [
         "WARNING gateway.scheduler: the portal database refused 3 polls in a row (database is locked); still retrying"]
     assert any(line.startswith("INFO gateway.scheduler: the portal database answers again after") for line in lines)
+
+
+def test_a_job_row_whose_schedule_cannot_be_read_is_said_once_and_the_others_still_run(
+    configured: Settings, start_scheduler: Callable[[Settings], SchedulerProcess], tmp_path: Path
+) -> None:
+    good = gateway(configured, "jobs", "add", CONNECTOR, "--every", "1h", "--no-nightly")["added"][0]["id"]  # type: ignore[index]
+    engine = create_rw_engine(configured.portal.url)
+    with engine.begin() as connection:  # as an older version, or a hand-edit, might have left it
+        connection.execute(text("INSERT INTO sync_jobs (connector, trigger, expression, full, paused, created_at, updated_at) "
+                                "VALUES ('sis', 'cron', '99 * * * *', 0, 0, '2026-12-01 00:00:00', '2026-12-01 00:00:00')"))
+    engine.dispose()
+    scheduler = start_scheduler(configured)
+    wait_for(lambda: next_run_at(configured, good) is not None)
+    time.sleep(2)  # four more polls
+    assert scheduler.stop() == 0
+    warnings = [line for line in messages(tmp_path / "scheduler.log") if line.startswith("WARNING")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"WARNING gateway.scheduler: job {good + 1} is not scheduled: "
+                                                         "--cron '99 * * * *' is not a crontab expression")
