@@ -60,6 +60,9 @@ def run_job(config_path: str, connector: str, full: bool, request_id: int | None
     if result.status == "busy" and (request_id is not None or full):
         _run_later(settings, result, request_id, allow_shrink)
         return result
+    if result.status == "busy":  # an incremental run: the next one picks up whatever changed meanwhile
+        log.info("sync %s (%s) skipped: %s", connector, mode, result.error)
+        return result
     log.info("sync %s (%s): %s", connector, mode, result.summary())
     _after_run(settings, result, request_id)
     return result
