@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from gateway.cli import main
 from gateway.db import create_rw_engine
 from gateway.errors import (FatalSyncError, GatewayError, LockHeld, RetriableSyncError, SkippableRecordError,
                             SyncError, SyncRefused)
 from gateway.replica.tables import SyncRun
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 
 from connectors import registry
 from connectors.base import Item, StreamSpec
@@ -132,3 +135,28 @@ def test_the_result_reads_the_same_in_json_as_before(synced: Settings) -> None:
     assert sorted(report) == ["connector", "counts", "error", "mode", "run_id", "status"]
     assert report["counts"]["students"] == {"inserted": 120, "updated": 0, "deleted": 0, "unchanged": 0, "rejected": 0,
                                             "unresolved": 0, "null_cursor": 0}
+
+
+@pytest.fixture
+def configured(instance: Settings, source: Path) -> Settings:
+    config = Path(str(instance.config_path))
+    config.write_text(config.read_text() + f'\n[[connectors]]\nname = "{CONNECTOR}"\nkind = "sql"\n'
+                      f'url = "sqlite:///{source}"\nmapping = "demo"\n')
+    return load_settings(config, env={})
+
+
+def test_gateway_sync_run_reports_the_runners_result_and_exits_75_when_a_run_is_going(configured: Settings,
+                                                                                       cli: CliRunner) -> None:
+    command = ["--config", str(configured.config_path), "sync", "run", CONNECTOR]
+    portal = create_rw_engine(configured.portal.url)
+    with Lease(portal, sync_lock_name(CONNECTOR), 60, holder="other-host:42"):
+        busy = cli.invoke(main, command)
+    portal.dispose()
+    assert busy.exit_code == 75
+    assert busy.output.strip().splitlines() == [
+        "gateway: sync:sis is already running (held by other-host:42); try again when it ends"]
+    done = cli.invoke(main, [*command, "--full", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert (report["run_id"], report["status"], report["mode"], report["counts"]["students"]["inserted"]) == (
+        1, "succeeded", "full", 120)
