@@ -1,7 +1,7 @@
 """scheduler heartbeats; each sync job's next run time on its own row
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0005
 Created: 2026-12-01 16:50:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import gateway.replica.dbtypes
 
 revision = '0010'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
