@@ -38,6 +38,7 @@ class RunResult:
     run_id: int | None = None
     counts: Mapping[str, TableCounts] = field(default_factory=dict)
     error: GatewayError | None = None
+    warnings: tuple[str, ...] = ()  # what the connector asks IT to know even when the run succeeded
 
     @property
     def succeeded(self) -> bool:
@@ -59,7 +60,7 @@ class RunResult:
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "connector": self.connector, "mode": self.mode, "status": self.status,
                 "error": str(self.error) if self.error else None,
-                "counts": {table: c.as_dict() for table, c in self.counts.items()}}
+                "counts": {table: c.as_dict() for table, c in self.counts.items()}, "warnings": list(self.warnings)}
 
 
 def run_sync(settings: Settings, connector_name: str, *, full: bool, allow_shrink: bool = False,
@@ -83,4 +84,4 @@ def run_sync(settings: Settings, connector_name: str, *, full: bool, allow_shrin
         return RunResult(connector_name, mode, "failed", error=error)
     finally:
         connector.close()
-    return RunResult(connector_name, mode, "succeeded", done.run_id, dict(done.counts))
+    return RunResult(connector_name, mode, "succeeded", done.run_id, dict(done.counts), warnings=tuple(done.warnings))

@@ -64,6 +64,8 @@ def run_job(config_path: str, connector: str, full: bool, request_id: int | None
         log.info("sync %s (%s) skipped: %s", connector, mode, result.error)
         return result
     log.info("sync %s (%s): %s", connector, mode, result.summary())
+    for warning in result.warnings:
+        log.warning("sync %s (%s): %s", connector, mode, warning)
     _after_run(settings, result, request_id)
     return result
 
