@@ -27,8 +27,7 @@ from gateway.portal import accounts, activation
 from gateway.portal import second_factor as second_factor_service
 from gateway.portal import guidelines as guideline_service
 from gateway.replica.dbtypes import utcnow
-from gateway.portal.models import STAFF_ROLES, ActivationCode, GuidelineVersion, User, UserSession
-from gateway.replica.tables import Guardian, Student
+from gateway.portal.models import STAFF_ROLES, GuidelineVersion, User, UserSession, UserStudent
 from web import context, db
 
 bp = Blueprint("auth", __name__)
@@ -51,7 +50,8 @@ def _load_from_session(_request: object) -> context.Account | None:
     if not token:
         return None
     portal = db.portal()
-    found = accounts.load_session(portal, context.settings(), token)
+    found = accounts.load_session(portal, context.settings(), token, replica=db.replica(),
+                                  index_ring=context.keys().blind_index)
     portal.commit()
     if found is None:
         session.clear()
@@ -79,7 +79,7 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     if form.validate_on_submit():
         result = accounts.authenticate(db.portal(), context.settings(), form.username.data, form.password.data,
-                                       context.client_ip())
+                                       context.client_ip(), replica=db.replica(), index_ring=context.keys().blind_index)
         if result.user is not None:
             if result.user.role in STAFF_ROLES:
                 return _start_second_factor(result.user)
@@ -164,6 +164,8 @@ def _code_message(refused: activation.CodeRefused) -> str:
         "denied": _("This code cannot be used. Contact the Student Accounting Department."),
         "other_guardian": _("That code was sent to another parent or guardian of the student. "
                             "Each parent activates with their own letter."),
+        "other_student": _("That code is a student's own Student Portal code; only that student can use it."),
+        "gone": _("The school's records no longer hold the person this code was written for. Contact your school."),
     }
     return messages.get(refused.reason, str(refused))
 
@@ -273,8 +275,7 @@ def _try_activate(form: ActivateForm) -> str | None:
     if accounts.locked_until(portal, "code_ip", ip, now):
         return _("Too many codes were tried from here. Try again later, or ask your school for help.")
     try:
-        code = activation.check(portal, form.code.data)
-        return _redeem(form, code)
+        return _redeem(form)
     except (activation.CodeRefused, accounts.AccountError) as refused:
         if isinstance(refused, activation.CodeRefused) and refused.reason in ("unknown", "malformed"):
             sec = settings.security
@@ -285,45 +286,22 @@ def _try_activate(form: ActivateForm) -> str | None:
         return _code_message(refused) if isinstance(refused, activation.CodeRefused) else str(refused)
 
 
-def _redeem(form: ActivateForm, code: ActivationCode) -> str | None:
-    settings, portal, replica = context.settings(), db.portal(), db.replica()
-    guardian = None
-    if code.guardian_source_id:
-        guardian = replica.scalars(select(Guardian).where(Guardian.source_system == code.source_system,
-                                                          Guardian.source_id == code.guardian_source_id)).first()
+def _redeem(form: ActivateForm) -> str | None:
+    settings, portal, replica, ring = context.settings(), db.portal(), db.replica(), context.keys().blind_index
     if current_user.is_authenticated:
+        link = activation.redeem_for(portal, replica, ring, form.code.data, context.user())
         user = context.user()
     else:
         if not form.responsibilities.data:
             return _("Please read and accept the responsibilities below.")
-        user = accounts.create_user(portal, settings, username=form.username.data or "", password=form.password.data or "",
-                                    role="parent" if code.purpose == "guardian" else "student",
-                                    display_name=_display_name(code, guardian), source_system=code.source_system,
-                                    guardian_source_id=code.guardian_source_id,
-                                    student_source_id=code.student_source_id if code.purpose == "student" else None,
-                                    email=_guardian_email(guardian))
-    activation.redeem(portal, code, user, guardian.email_index if guardian else None)
+        user = activation.redeem_new_account(portal, replica, settings, ring, context.cipher(), form.code.data,
+                                             form.username.data or "", form.password.data or "")
+        link = portal.scalars(select(UserStudent).where(UserStudent.user_id == user.id)).one()
     portal.commit()
-    context.record("activation", source_system=code.source_system, student_source_id=code.student_source_id)
+    context.record("activation", source_system=link.source_system, student_source_id=link.student_source_id)
     if not current_user.is_authenticated:
         _sign_in(user)
     return None
-
-
-def _display_name(code: ActivationCode, guardian: Guardian | None) -> str:
-    if guardian is not None:
-        return f"{guardian.given_name} {guardian.family_name}"
-    student = db.replica().scalars(select(Student).where(Student.source_system == code.source_system,
-                                                         Student.source_id == code.student_source_id)).first()
-    return f"{student.given_name} {student.family_name}" if student else "Portal user"
-
-
-def _guardian_email(guardian: Guardian | None) -> str | None:
-    if guardian is None or guardian.email is None:
-        return None
-    from gateway.replica.schema import encryption_context
-
-    return context.cipher().decrypt(guardian.email, encryption_context("guardians", "email"))
 
 
 class PasswordForm(FlaskForm):  # type: ignore[misc]

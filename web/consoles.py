@@ -55,7 +55,9 @@ class ActionForm(FlaskForm):  # type: ignore[misc]
 @role_required("staff")
 def staff_home() -> ResponseReturnValue:
     portal, replica = db.portal(), db.replica()
-    pending = [(a, applications.candidates(replica, context.cipher(), a)) for a in applications.pending(portal)]
+    ring = context.keys().blind_index
+    pending = [(a, applications.candidates(replica, context.cipher(), a), applications.denial_of(portal, ring, a))
+               for a in applications.pending(portal)]
     reports = portal.scalars(select(SecurityReport).where(SecurityReport.status != "resolved")
                              .order_by(SecurityReport.created_at)).all()
     context.record("staff.view", page="queues")
@@ -69,7 +71,8 @@ def approve(application_id: int, guardian: str) -> ResponseReturnValue:
         abort(400)
     application = db.portal().get(Application, application_id) or abort(404)
     try:
-        approval = applications.approve(db.portal(), db.replica(), context.settings(), context.cipher(), application,
+        approval = applications.approve(db.portal(), db.replica(), context.settings(), context.cipher(),
+                                        context.keys().blind_index, application,
                                         guardian, staff_id=context.user().id)
     except applications.ApplicationError as refused:
         flash(str(refused))

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from sqlalchemy import func, select
 
-from gateway.portal import access, alerts, facts
+from gateway.portal import access, alerts, denials, facts
 from gateway.replica import freshness
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.facts import StudentRef
@@ -64,8 +64,8 @@ def decide(ref: StudentRef) -> access.Decision:
                                       user, ref, student_of(ref))
         return access.parent_access(gathered, context.today(), policy)
     if user.role == "student" and (user.source_system, user.student_source_id) == (ref.source_system, ref.source_id):
-        denied = facts.person_denied(db.portal(), db.replica(), user, context.keys().blind_index, context.cipher())
-        return access.student_access(user.disabled_at is None and not denied, facts.enrolments(db.replica(), ref),
+        denied = denials.user_denied(db.portal(), db.replica(), context.keys().blind_index, user)
+        return access.student_access(not denied, facts.enrolments(db.replica(), ref),
                                      context.today(), policy)
     return access.Decision.refuse("not_their_student")  # staff see records only through their consoles
 

@@ -35,13 +35,14 @@ def _load(session: Session, application_id: int) -> Application:
 def list_command(ctx: Context, as_json: bool) -> None:
     """Pending applications, each with the SIS guardians it could be approved for."""
     settings = ctx.settings
-    cipher = FieldCipher(load_keyring(settings, "field"))
+    cipher, ring = FieldCipher(load_keyring(settings, "field")), load_keyring(settings, "blind_index")
     with Session(create_rw_engine(settings.portal.url)) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
         report = [{"id": a.id, "applicant": f"{a.given_name} {a.family_name}", "relationship": a.relationship,
-                   "student_number": a.student_number,
+                   "student_number": a.student_number, "denied": service.denial_of(portal, ring, a) is not None,
                    "candidates": [c.__dict__ for c in service.candidates(replica, cipher, a)]} for a in service.pending(portal)]
     emit(as_json, {"applications": report}, "\n".join(
         f"{a['id']:>4}  {a['applicant']:<28} {a['relationship']:<12} student {a['student_number']}: "
+        + ("DENIED AS A SECURITY RISK, cannot be approved; " if a["denied"] else "")
         + (", ".join(f"{c['name']} (guardian {c['guardian_source_id']}{'' if c['portal_access'] else ', no portal access'})"
                      for c in a["candidates"]) or "no match in the SIS") for a in report) or "no pending applications")
 
@@ -56,7 +57,8 @@ def approve(ctx: Context, application_id: int, guardian: str, as_json: bool) -> 
     settings = ctx.settings
     cipher = FieldCipher(load_keyring(settings, "field"))
     with Session(create_rw_engine(settings.portal.url)) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
-        approval = service.approve(portal, replica, settings, cipher, _load(portal, application_id), guardian)
+        approval = service.approve(portal, replica, settings, cipher, load_keyring(settings, "blind_index"),
+                                   _load(portal, application_id), guardian)
         portal.commit()
     emitted = {"application_id": application_id, "emailed": approval.emailed_to_sis_address}
     if not approval.emailed_to_sis_address:

@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 from gateway.security import totp
 from gateway.portal import activation, guidelines
 from gateway.portal.accounts import create_user
+from gateway.db import create_ro_engine
+from gateway.replica.tables import Guardian
 from gateway.security.crypto import FieldCipher
-from gateway.security.keys import load_keyring
+from gateway.security.keys import KeyRing, load_keyring
 from gateway.portal.models import TerminationRequest, User, UserStudent
 from gateway.portal.schoolyear import eighteenth_birthday
 from gateway.settings import Settings
@@ -48,6 +50,17 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the real activation services need besides the portal session."""
+
+    settings: Settings
+    replica: Session
+    index_ring: KeyRing
+    cipher: FieldCipher
+    source_system: str
+
+
 def create_demo_accounts(session: Session, settings: Settings, sis: Engine, source_system: str, today: dt.date) -> list[Login]:
     """Every role's account and every case's parent; returns their logins."""
     guidelines.ensure_published(session)
@@ -57,16 +70,18 @@ def create_demo_accounts(session: Session, settings: Settings, sis: Engine, sour
         cases = connection.execute(text("SELECT case_name, pupil_id, contact_id, note FROM demo_cases ORDER BY id")).all()
         births = dict(connection.execute(text("SELECT pupil_id, dob FROM pupils WHERE pupil_id IN "
                                               "(SELECT pupil_id FROM demo_cases)")).all())
-    by_contact: dict[str, Login] = {}
-    for case, pupil, contact, note in cases:
-        if str(contact) in by_contact:  # a guardian with several children: one account, another code
-            _add_child(session, settings, source_system, by_contact[str(contact)], str(pupil), str(contact))
-            continue
-        login = _parent(session, settings, source_system, case, str(pupil), str(contact), note,
-                        _activated_at(case, births.get(pupil), today))
-        by_contact[str(contact)] = login
-        logins.append(login)
-    logins.append(_adult_student(session, settings, source_system, cases, today))
+    with Session(create_ro_engine(settings.replica.url)) as replica:
+        services = Services(settings, replica, load_keyring(settings, "blind_index"), cipher, source_system)
+        by_contact: dict[str, Login] = {}
+        for case, pupil, contact, note in cases:
+            if str(contact) in by_contact:  # a guardian with several children: one account, another code
+                _add_child(session, services, by_contact[str(contact)], str(pupil), str(contact))
+                continue
+            login = _parent(session, services, case, str(pupil), str(contact), note,
+                            _activated_at(case, births.get(pupil), today))
+            by_contact[str(contact)] = login
+            logins.append(login)
+        logins.append(_adult_student(session, services, cases, today))
     session.commit()
     return logins
 
@@ -81,23 +96,39 @@ def _staff(session: Session, settings: Settings, cipher: FieldCipher, role: str,
     return login
 
 
-def _parent(session: Session, settings: Settings, source_system: str, case: str, pupil: str, contact: str,
-            note: str, activated_at: dt.datetime) -> Login:
+def _parent(session: Session, services: Services, case: str, pupil: str, contact: str, note: str,
+            activated_at: dt.datetime) -> Login:
+    """A parent made as a family makes one: a code for the link, redeemed for a new account."""
     login = Login("parent", f"parent-{case.replace('_', '-')}", new_password(), case, note, [pupil])
-    code = activation.issue(session, settings, "guardian", source_system, pupil, contact)
-    user = create_user(session, settings, username=login.username, password=login.password, role="parent",
-                       display_name=f"Demo parent ({case.replace('_', ' ')})", source_system=source_system,
-                       guardian_source_id=contact)
-    row = activation.check(session, code.code)
-    activation.redeem(session, row, user)
+    settings, replica = services.settings, services.replica
+    if activation.why_not_issuable(session, replica, settings, "guardian", services.source_system, pupil, contact):
+        user = _activated_before(session, services, login, pupil, contact)
+    else:
+        code = activation.issue(session, replica, settings, "guardian", services.source_system, pupil, contact)
+        user = activation.redeem_new_account(session, replica, settings, services.index_ring, services.cipher, code.code,
+                                             login.username, login.password)
     session.execute(update(UserStudent).where(UserStudent.user_id == user.id).values(activated_at=activated_at))
     return login
 
 
-def _add_child(session: Session, settings: Settings, source_system: str, login: Login, pupil: str, contact: str) -> None:
+def _activated_before(session: Session, services: Services, login: Login, pupil: str, contact: str) -> User:
+    """A parent who activated in 2024, while the SIS still gave the link portal access: no
+    code can be issued for it today (that is the case it shows), so the account and its
+    activation are recorded as they stand."""
+    guardian = services.replica.scalars(select(Guardian).where(Guardian.source_system == services.source_system,
+                                                               Guardian.source_id == contact)).one()
+    user = create_user(session, services.settings, username=login.username, password=login.password, role="parent",
+                       display_name=f"{guardian.given_name} {guardian.family_name}", source_system=services.source_system,
+                       guardian_source_id=contact)
+    session.add(UserStudent(user_id=user.id, source_system=services.source_system, student_source_id=pupil))
+    session.flush()
+    return user
+
+
+def _add_child(session: Session, services: Services, login: Login, pupil: str, contact: str) -> None:
     user = session.scalars(select(User).where(User.username == login.username)).one()
-    code = activation.issue(session, settings, "guardian", source_system, pupil, contact)
-    activation.redeem(session, activation.check(session, code.code), user)
+    code = activation.issue(session, services.replica, services.settings, "guardian", services.source_system, pupil, contact)
+    activation.redeem_for(session, services.replica, services.index_ring, code.code, user)
     session.execute(update(UserStudent).where(UserStudent.user_id == user.id).values(activated_at=LONG_AGO))
     login.students.append(pupil)
 
@@ -111,16 +142,15 @@ def _activated_at(case: str, birth: Any, today: dt.date) -> dt.datetime:
     return dt.datetime.combine(after, dt.time(15), dt.timezone.utc)
 
 
-def _adult_student(session: Session, settings: Settings, source_system: str, cases: list[Any], today: dt.date) -> Login:
+def _adult_student(session: Session, services: Services, cases: list[Any], today: dt.date) -> Login:
     """The student of the termination case, who has filed the written request."""
     pupil = next(str(p) for case, p, _, _ in cases if case == "termination_request")
     login = Login("student", "student-turned-18", new_password(), "termination_request",
                   "an 18-year-old student who has asked that parents' access end", [pupil])
-    code = activation.issue(session, settings, "student", source_system, pupil)
-    user = create_user(session, settings, username=login.username, password=login.password, role="student",
-                       display_name="Demo student", source_system=source_system, student_source_id=pupil)
-    activation.redeem(session, activation.check(session, code.code), user)
-    session.add(TerminationRequest(source_system=source_system, student_source_id=pupil, channel="online",
+    code = activation.issue(session, services.replica, services.settings, "student", services.source_system, pupil)
+    user = activation.redeem_new_account(session, services.replica, services.settings, services.index_ring,
+                                         services.cipher, code.code, login.username, login.password)
+    session.add(TerminationRequest(source_system=services.source_system, student_source_id=pupil, channel="online",
                                    covers_all=True, filed_by_id=user.id, effective_date=today))
     return login
 

@@ -13,16 +13,17 @@ import hashlib
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Exists, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.portal import denials
 from gateway.security import passwords
+from gateway.security.keys import KeyRing
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal.models import STAFF_ROLES, Denial, Throttle, User, UserSession
+from gateway.portal.models import STAFF_ROLES, Throttle, User, UserSession
 from gateway.settings import Settings
 
 TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this often
@@ -30,6 +31,15 @@ TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this ofte
 
 class AccountError(GatewayError):
     exit_code = 2
+
+
+FAMILY_ROLES = ("parent", "student")
+
+
+def may_manage(actor_role: str, target_role: str) -> bool:
+    """Roles are ranked: staff act on families' accounts only; IT, auditor, admin and other
+    staff accounts are the admin's alone (a desk account must not lock out its overseers)."""
+    return actor_role == "admin" or target_role in FAMILY_ROLES
 
 
 def token_hash(token: str) -> str:
@@ -90,8 +100,12 @@ class LoginResult:
     locked_until: dt.datetime | None = None
 
 
-def authenticate(session: Session, settings: Settings, username: str, password: str, ip: str) -> LoginResult:
-    """Check a login; failures count toward lockouts of the account and of the address."""
+def authenticate(session: Session, settings: Settings, username: str, password: str, ip: str, *,
+                 replica: Session, index_ring: KeyRing) -> LoginResult:
+    """Check a login; failures count toward lockouts of the account and of the address.
+
+    ``replica`` and ``index_ring`` let the denial rule match the person by the email the
+    SIS holds for them, not only by account and guardian record."""
     now, key = utcnow(), normalize_username(username)
     locked = login_locked_until(session, username, ip, now)
     user = find_user(session, username)
@@ -105,7 +119,7 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     if not ok or user is None:
         until = count_login_failure(session, settings, key, ip, now)
         return LoginResult(None, "locked" if until else "bad_credentials", until)
-    if user.disabled_at is not None or is_denied_user(session, user):
+    if denials.user_denied(session, replica, index_ring, user):
         return LoginResult(None, "denied")
     if user.role not in STAFF_ROLES:
         # A staff role's count is cleared only by its second factor: re-entering a known
@@ -134,19 +148,6 @@ def login_locked_until(session: Session, username: str, ip: str, now: dt.datetim
                              locked_until(session, "login_ip", ip, now))), default=None)
 
 
-def is_denied_user(session: Session, user: User) -> bool:
-    """Denied by account, or as the SIS guardian the account belongs to."""
-    return bool(session.scalar(select(_denial_in_force(user.id, user.source_system, user.guardian_source_id))))
-
-
-def _denial_in_force(user_id: Any, source_system: Any, guardian_source_id: Any) -> Exists:
-    """EXISTS a denial not lifted naming this account or its SIS guardian (values or, in a
-    larger query, the user's columns)."""
-    by_guardian = ((Denial.source_system == source_system) & (Denial.guardian_source_id == guardian_source_id)
-                   & (Denial.guardian_source_id != ""))
-    return select(Denial.id).where(Denial.lifted_at.is_(None), (Denial.user_id == user_id) | by_guardian).exists()
-
-
 # --- sessions ------------------------------------------------------------------------------------
 
 def start_session(session: Session, user: User, ip: str | None, user_agent: str | None) -> str:
@@ -157,20 +158,19 @@ def start_session(session: Session, user: User, ip: str | None, user_agent: str 
     return token
 
 
-def load_session(session: Session, settings: Settings, token: str) -> tuple[User, UserSession] | None:
-    """The live session for a cookie token, or None (ending it if it timed out or was revoked).
-
-    One query fetches the session, its user and whether a denial now names them: this runs
-    before every page, and each round trip to the database shows in every page's time.
+def load_session(session: Session, settings: Settings, token: str, *, replica: Session,
+                 index_ring: KeyRing) -> tuple[User, UserSession] | None:
+    """The live session for a cookie token, or None (ending it if it timed out, was revoked,
+    or the person is now denied: by account, guardian or email, through the one denial rule).
     """
-    found = session.execute(
-        select(UserSession, User, _denial_in_force(User.id, User.source_system, User.guardian_source_id))
-        .outerjoin(User, User.id == UserSession.user_id).where(UserSession.token_hash == token_hash(token))).first()
+    found = session.execute(select(UserSession, User).outerjoin(User, User.id == UserSession.user_id)
+                            .where(UserSession.token_hash == token_hash(token))).first()
     if found is None or found[0].ended_at is not None:
         return None
-    live, user, denied = found
+    live, user = found
     now = utcnow()
-    reason = _end_reason(settings, live, user, bool(denied), now)
+    denied = user is not None and denials.user_denied(session, replica, index_ring, user)
+    reason = _end_reason(settings, live, user, denied, now)
     if reason or user is None:
         end_session(session, live, reason or "gone")
         return None
@@ -184,7 +184,7 @@ def _end_reason(settings: Settings, live: UserSession, user: User | None, denied
         return "idle"
     if now - live.created_at > dt.timedelta(hours=settings.web.absolute_timeout_hours):
         return "expired"
-    if user is not None and (user.disabled_at is not None or denied):
+    if denied:
         return "denied"
     return None
 

@@ -3,7 +3,10 @@
 A code is 80 random bits written as 16 characters of Crockford's base32 in four groups
 (``7KQ2-M9XW-3DHF-RT6P``): easy to type, with no I, L, O or U to misread. Only its SHA-256
 is stored. It is single use, expires, and is tied to one guardian-student link (or one
-student, for the Student Portal). A person denied as a security risk cannot redeem one.
+student, for the Student Portal), and issued only for a link the SIS has, in force, with
+portal access. A reissue revokes the link's earlier codes. A person denied as a security
+risk gets none and cannot redeem one. Redeeming is one conditional update, so of parallel
+requests with one code exactly one creates an account.
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.portal import access, accounts, denials
+from gateway.portal.schoolyear import local_today
 from gateway.replica.dbtypes import utcnow
+from gateway.replica.schema import encryption_context
+from gateway.replica.tables import Guardian, Student, StudentGuardian
 from gateway.errors import GatewayError
-from gateway.portal.models import ActivationCode, Denial, User, UserStudent
+from gateway.portal.models import ActivationCode, User, UserStudent
+from gateway.security.crypto import FieldCipher
+from gateway.security.keys import KeyRing
 from gateway.settings import Settings
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -54,14 +63,59 @@ def code_hash(text: str) -> str:
     return hashlib.sha256(normalize(text).encode()).hexdigest()
 
 
-def issue(session: Session, settings: Settings, purpose: str, source_system: str, student_source_id: str,
-          guardian_source_id: str | None = None, created_by: int | None = None,
-          application_id: int | None = None) -> IssuedCode:
-    """A new code for one guardian-student link (purpose guardian) or one student."""
+class IssueRefused(GatewayError):
+    """No code for this link: the sentence says what the SIS lacks or why the person is refused."""
+
+    exit_code = 2
+
+
+def why_not_issuable(session: Session, replica: Session, settings: Settings, purpose: str, source_system: str,
+                     student_source_id: str, guardian_source_id: str | None = None) -> str | None:
+    """Why no code may be issued for this link (None: it may). A code is issued only for a
+    link the SIS has, in force today, with portal access, to a guardian not denied; a
+    Student Portal code only for a student the SIS has."""
     if purpose not in ("guardian", "student") or (purpose == "guardian") != bool(guardian_source_id):
-        raise GatewayError("a guardian code names the guardian; a student code names none")
+        return "a guardian code names the guardian (--guardian); a Student Portal code names none"
+    where = f"student {student_source_id!r} of source system {source_system!r}"
+    if replica.scalar(select(Student.id).where(Student.source_system == source_system,
+                                               Student.source_id == student_source_id)) is None:
+        return f"the SIS has no {where}; check the student id and --source-system"
+    if purpose == "student":
+        return None
+    links = [access.Link(row.portal_access, row.start_date, row.end_date) for row in replica.scalars(
+        select(StudentGuardian).where(StudentGuardian.source_system == source_system,
+                                      StudentGuardian.student_source_id == student_source_id,
+                                      StudentGuardian.guardian_source_id == guardian_source_id))]
+    today = local_today(settings.zone, settings.policy.today)
+    if not links:
+        return (f"the SIS does not link guardian {guardian_source_id!r} to {where}; "
+                "a code is issued only for a link the SIS has")
+    if not any(link.portal_access for link in links):
+        return f"the SIS gives guardian {guardian_source_id!r} no portal access (educational rights) to {where}"
+    if not any(link.portal_access and link.in_force(today) for link in links):
+        return f"the link between guardian {guardian_source_id!r} and {where} is not in force today ({today})"
+    if denials.is_denied(session, denials.of_guardian(replica, source_system, guardian_source_id)):
+        return f"guardian {guardian_source_id!r} is denied access as a security risk; no code is issued"
+    return None
+
+
+def issue(session: Session, replica: Session, settings: Settings, purpose: str, source_system: str,
+          student_source_id: str, guardian_source_id: str | None = None, created_by: int | None = None,
+          application_id: int | None = None) -> IssuedCode:
+    """A new code for one guardian-student link (purpose guardian) or one student; the
+    link's earlier live codes are revoked, so only the newest letter works."""
+    refusal = why_not_issuable(session, replica, settings, purpose, source_system, student_source_id, guardian_source_id)
+    if refusal:
+        raise IssueRefused(refusal)
+    now = utcnow()
+    session.execute(update(ActivationCode).where(
+        ActivationCode.purpose == purpose, ActivationCode.source_system == source_system,
+        ActivationCode.student_source_id == student_source_id,
+        ActivationCode.guardian_source_id.is_(None) if guardian_source_id is None
+        else ActivationCode.guardian_source_id == guardian_source_id,
+        ActivationCode.used_at.is_(None), ActivationCode.revoked_at.is_(None)).values(revoked_at=now))
     code = new_code()
-    expires = utcnow() + dt.timedelta(days=settings.security.activation_code_days)
+    expires = now + dt.timedelta(days=settings.security.activation_code_days)
     row = ActivationCode(code_hash=code_hash(code), purpose=purpose, source_system=source_system,
                          student_source_id=student_source_id, guardian_source_id=guardian_source_id,
                          created_by_id=created_by, application_id=application_id, expires_at=expires)
@@ -90,33 +144,85 @@ def check(session: Session, text: str, now: dt.datetime | None = None) -> Activa
     return row
 
 
-def is_denied(session: Session, source_system: str, guardian_source_id: str | None, email_index: str | None) -> bool:
-    """A person denied as a security risk, by SIS guardian identity or by email."""
-    query = select(Denial.id).where(Denial.lifted_at.is_(None))
-    clauses = []
-    if guardian_source_id:
-        clauses.append((Denial.source_system == source_system) & (Denial.guardian_source_id == guardian_source_id))
-    if email_index:
-        clauses.append(Denial.email_index == email_index)
-    if not clauses:
-        return False
-    condition = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
-    return session.scalars(query.where(condition)).first() is not None
+DENIED = "This code cannot be used. Contact the Student Accounting Department."
 
 
-def redeem(session: Session, code: ActivationCode, user: User, email_index: str | None = None) -> UserStudent:
-    """Give ``user`` the code's student; the code is used up."""
-    if is_denied(session, code.source_system, code.guardian_source_id, email_index):
-        raise CodeRefused("denied", "This code cannot be used. Contact the Student Accounting Department.")
-    if code.purpose == "guardian" and user.guardian_source_id not in (None, code.guardian_source_id):
+def redeem_for(session: Session, replica: Session, index_ring: KeyRing, text: str, user: User) -> UserStudent:
+    """A signed-in account adds the code's student: a parent only with its own guardian's
+    code, a student only with its own Student Portal code."""
+    code = check(session, text)
+    _refuse_denied(session, replica, index_ring, code, user)
+    if code.purpose == "guardian" and (user.role, user.source_system, user.guardian_source_id) != (
+            "parent", code.source_system, code.guardian_source_id):
         raise CodeRefused("other_guardian", "That code was sent to another parent or guardian of the student. "
                                             "Each parent activates with their own letter.")
-    if code.purpose == "student" and user.student_source_id not in (None, code.student_source_id):
-        raise CodeRefused("other_student", "That code belongs to another student.")
+    if code.purpose == "student" and (user.role, user.source_system, user.student_source_id) != (
+            "student", code.source_system, code.student_source_id):
+        raise CodeRefused("other_student", "That code is a student's own Student Portal code; only that student can use it.")
+    with session.begin_nested():
+        _claim(session, code, user.id)
+        return _link(session, code, user)
+
+
+def redeem_new_account(session: Session, replica: Session, settings: Settings, index_ring: KeyRing, cipher: FieldCipher,
+                       text: str, username: str, password: str) -> User:
+    """A new account from a code, named and addressed from the SIS's record of the person the
+    code is for (the guardian; for a Student Portal code, the student)."""
+    code = check(session, text)
+    _refuse_denied(session, replica, index_ring, code, None)
+    name, email = _named_from_sis(replica, cipher, code)
+    # The claim comes first: of parallel requests with one code, one wins the conditional
+    # update and the others stop before creating anything. A refused account (a taken name,
+    # a weak password) rolls the claim back with it.
+    with session.begin_nested():
+        _claim(session, code, None)
+        user = accounts.create_user(
+            session, settings, username=username, password=password, role="parent" if code.purpose == "guardian" else "student",
+            display_name=name, email=email, source_system=code.source_system, guardian_source_id=code.guardian_source_id,
+            student_source_id=code.student_source_id if code.purpose == "student" else None)
+        code.used_by_id = user.id
+        _link(session, code, user)
+    return user
+
+
+def _refuse_denied(session: Session, replica: Session, index_ring: KeyRing, code: ActivationCode, user: User | None) -> None:
+    person = denials.of_guardian(replica, code.source_system, code.guardian_source_id) if code.guardian_source_id else None
+    if (person is not None and denials.is_denied(session, person)) or \
+            (user is not None and denials.user_denied(session, replica, index_ring, user)):
+        raise CodeRefused("denied", DENIED)
+
+
+def _named_from_sis(replica: Session, cipher: FieldCipher, code: ActivationCode) -> tuple[str, str | None]:
+    if code.purpose == "student":
+        student = replica.scalars(select(Student).where(Student.source_system == code.source_system,
+                                                        Student.source_id == code.student_source_id)).first()
+        if student is None:
+            raise CodeRefused("gone", "The school's records no longer hold this student. Contact your school.")
+        return f"{student.given_name} {student.family_name}", None
+    guardian = replica.scalars(select(Guardian).where(Guardian.source_system == code.source_system,
+                                                      Guardian.source_id == code.guardian_source_id)).first()
+    if guardian is None:
+        raise CodeRefused("gone", "The school's records no longer hold the parent this code was written for. "
+                                  "Contact your school.")
+    email = cipher.decrypt_optional(guardian.email, encryption_context("guardians", "email"))
+    return f"{guardian.given_name} {guardian.family_name}", email
+
+
+def _claim(session: Session, code: ActivationCode, user_id: int | None) -> None:
+    """Use the code up with one conditional update: under parallel requests exactly one wins."""
+    now = utcnow()
+    won = session.execute(update(ActivationCode).where(
+        ActivationCode.id == code.id, ActivationCode.used_at.is_(None), ActivationCode.revoked_at.is_(None),
+        ActivationCode.expires_at > now).values(used_at=now, used_by_id=user_id)).rowcount
+    if won != 1:
+        raise CodeRefused("used", "That code has already been used. Sign in with the account it created, "
+                                  "or ask your school for a new letter.")
+
+
+def _link(session: Session, code: ActivationCode, user: User) -> UserStudent:
     existing = session.scalars(select(UserStudent).where(
         UserStudent.user_id == user.id, UserStudent.source_system == code.source_system,
         UserStudent.student_source_id == code.student_source_id)).first()
-    code.used_at, code.used_by_id = utcnow(), user.id
     if existing is not None:
         return existing
     link = UserStudent(user_id=user.id, source_system=code.source_system, student_source_id=code.student_source_id,

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import mail
-from gateway.portal import activation
+from gateway.portal import activation, denials
 from gateway.portal.accounts import locked_until, record_failure
-from gateway.security.crypto import FieldCipher, email_index
+from gateway.security.crypto import FieldCipher
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.security.keys import KeyRing
-from gateway.portal.models import Application, TrainingSession
+from gateway.portal.models import Application, Denial, TrainingSession
 from gateway.replica.tables import Guardian, Student, StudentGuardian
 from gateway.replica.schema import encryption_context
 from gateway.settings import Settings
@@ -54,8 +54,8 @@ def submit(session: Session, settings: Settings, cipher: FieldCipher, index_ring
     for scope, key in (("application_ip", ip), ("application_student", student_number.strip().lower())):
         if locked_until(session, scope, key, now) or record_failure(session, scope, key, now, sec.code_max_attempts, window, window):
             raise ApplicationError("Too many applications were sent. Try again later, or apply at your school.")
-    if activation.is_denied(session, "", None, email_index(index_ring, email)):
-        raise ApplicationError("This application cannot be accepted. Contact the Student Accounting Department.")
+    # A denied person's application is taken like anyone's (the answer tells them nothing);
+    # staff see it flagged (``denial_of``) and it cannot be approved.
     application = Application(given_name=given_name.strip(), family_name=family_name.strip(), email=email.strip(),
                               relationship=relationship, student_number=student_number.strip(), ip=ip, user_id=user_id,
                               student_birth_date=cipher.encrypt(birth_date.isoformat(), "applications.student_birth_date"))
@@ -92,8 +92,13 @@ class Approval:
     emailed_to_sis_address: bool
 
 
-def approve(session: Session, replica: Session, settings: Settings, cipher: FieldCipher, application: Application,
-            guardian_source_id: str, staff_id: int | None = None) -> Approval:
+def denial_of(session: Session, index_ring: KeyRing, application: Application) -> Denial | None:
+    """The denial in force naming the applicant (by the email typed, or the account applying), if any."""
+    return denials.in_force(session, denials.of_email(index_ring, application.email, application.user_id))
+
+
+def approve(session: Session, replica: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing,
+            application: Application, guardian_source_id: str, staff_id: int | None = None) -> Approval:
     """Approve for a guardian the SIS links to the student; mail the code to the SIS's address only."""
     if application.status != "pending":
         raise ApplicationError(f"application {application.id} is already {application.status}")
@@ -103,10 +108,13 @@ def approve(session: Session, replica: Session, settings: Settings, cipher: Fiel
                                "an application never creates one")
     guardian = replica.scalars(select(Guardian).where(Guardian.source_system == match.source_system,
                                                       Guardian.source_id == guardian_source_id)).one()
-    if activation.is_denied(session, match.source_system, guardian_source_id, guardian.email_index):
-        raise ApplicationError("this person is denied access as a security risk")
-    issued = activation.issue(session, settings, "guardian", match.source_system, match.student_source_id,
-                              guardian_source_id, created_by=staff_id, application_id=application.id)
+    if denial_of(session, index_ring, application) is not None:
+        raise ApplicationError("the applicant is denied access as a security risk; this application cannot be approved")
+    try:
+        issued = activation.issue(session, replica, settings, "guardian", match.source_system, match.student_source_id,
+                                  guardian_source_id, created_by=staff_id, application_id=application.id)
+    except activation.IssueRefused as refused:
+        raise ApplicationError(str(refused)) from refused
     application.status, application.reviewed_by_id, application.reviewed_at = "approved", staff_id, utcnow()
     application.source_system, application.guardian_source_id = match.source_system, guardian_source_id
     application.student_source_id = match.student_source_id

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.portal import access
-from gateway.security.crypto import FieldCipher, email_index
+from gateway.portal import access, denials
+from gateway.security.crypto import FieldCipher
 from gateway.security.keys import KeyRing
-from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User, UserStudent
-from gateway.replica.tables import Enrollment, Guardian, Student, StudentGuardian
+from gateway.portal.models import TerminationRequest, TerminationRequestGuardian, User, UserStudent
+from gateway.replica.tables import Enrollment, Student, StudentGuardian
 from gateway.replica.schema import encryption_context
 from gateway.settings import Settings
 
@@ -63,23 +63,6 @@ def terminations(portal: Session, ref: StudentRef) -> list[access.Termination]:
     return result
 
 
-def person_denied(portal: Session, replica: Session, user: User, index_ring: KeyRing, cipher: FieldCipher) -> bool:
-    """Denied by account, by SIS guardian identity, or by the email the SIS holds for them."""
-    clauses = [Denial.user_id == user.id]
-    if user.guardian_source_id:
-        clauses.append((Denial.source_system == user.source_system) & (Denial.guardian_source_id == user.guardian_source_id))
-        guardian = replica.scalars(select(Guardian).where(Guardian.source_system == user.source_system,
-                                                          Guardian.source_id == user.guardian_source_id)).first()
-        if guardian is not None and guardian.email_index:
-            clauses.append(Denial.email_index == guardian.email_index)
-    if user.email:
-        clauses.append(Denial.email_index == email_index(index_ring, user.email))
-    condition = clauses[0]
-    for clause in clauses[1:]:
-        condition = condition | clause
-    return portal.scalars(select(Denial.id).where(Denial.lifted_at.is_(None), condition)).first() is not None
-
-
 def parent_facts(replica: Session, portal: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing,
                  user: User, ref: StudentRef, student: Student | None) -> access.ParentFacts:
     """The facts for a parent's access to ``ref``; ``student`` is its replica row (the caller has it)."""
@@ -89,7 +72,7 @@ def parent_facts(replica: Session, portal: Session, settings: Settings, cipher: 
     activation = portal.scalars(select(UserStudent).where(
         UserStudent.user_id == user.id, UserStudent.source_system == ref.source_system,
         UserStudent.student_source_id == ref.source_id)).first()
-    account_ok = user.disabled_at is None and not person_denied(portal, replica, user, index_ring, cipher)
+    account_ok = not denials.user_denied(portal, replica, index_ring, user)
     return access.ParentFacts(
         guardian_source_id=user.guardian_source_id or "", account_ok=account_ok,
         links=[access.Link(l.portal_access, l.start_date, l.end_date) for l in links],  # noqa: E741

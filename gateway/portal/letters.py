@@ -54,14 +54,20 @@ def issue_letters(portal: Session, replica: Session, settings: Settings, chosen:
                                                      & (StudentGuardian.source_system == Guardian.source_system))
                                .where(StudentGuardian.source_system == student.source_system,
                                       StudentGuardian.student_source_id == student.source_id,
-                                      StudentGuardian.portal_access.is_(True)).order_by(Guardian.family_name)).scalars()
+                                      StudentGuardian.portal_access.is_(True)).order_by(Guardian.family_name)
+                               .distinct()).scalars()
         for guardian in rows:
-            issued = activation.issue(portal, settings, "guardian", student.source_system, student.source_id,
+            # A link not in force today, or a guardian denied as a security risk, gets no letter.
+            if activation.why_not_issuable(portal, replica, settings, "guardian", student.source_system,
+                                           student.source_id, guardian.source_id):
+                continue
+            issued = activation.issue(portal, replica, settings, "guardian", student.source_system, student.source_id,
                                       guardian.source_id, created_by=staff_id)
             letters.append(Letter("guardian", f"{guardian.given_name} {guardian.family_name}", name, school, issued.code,
                                   issued.expires_at, _language(guardian.preferred_language)))
         if include_students:
-            issued = activation.issue(portal, settings, "student", student.source_system, student.source_id, created_by=staff_id)
+            issued = activation.issue(portal, replica, settings, "student", student.source_system, student.source_id,
+                                      created_by=staff_id)
             letters.append(Letter("student", name, name, school, issued.code, issued.expires_at,
                                   _language(student.home_language)))
     return letters

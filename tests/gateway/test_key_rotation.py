@@ -143,7 +143,7 @@ def test_an_audit_key_rotation_starts_a_new_segment_that_still_verifies(instance
 
 def test_a_denial_by_email_still_matches_after_the_blind_index_key_rotates(instance: Settings, cli: CliRunner) -> None:
     from gateway.portal import people
-    from gateway.portal.activation import is_denied
+    from gateway.portal import denials
 
     with Session(create_rw_engine(instance.portal.url)) as session:
         people.deny(session, FieldCipher(load_keyring(instance, "field")), load_keyring(instance, "blind_index"),
@@ -153,4 +153,4 @@ def test_a_denial_by_email_still_matches_after_the_blind_index_key_rotates(insta
     rotate(cli, instance, "prune", "blind_index")
     ring = load_keyring(instance, "blind_index")
     with Session(create_rw_engine(instance.portal.url)) as session:
-        assert is_denied(session, "sis", None, email_index(ring, "risky.person@example.net"))
+        assert denials.is_denied(session, denials.Person(email_indexes=frozenset({email_index(ring, "risky.person@example.net")})))

@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
 from gateway.portal import activation
-from gateway.db import create_rw_engine
+from gateway.db import create_ro_engine, create_rw_engine
 from gateway.demo.sis import DemoSummary, generate
-from gateway.portal.models import UserStudent
+from gateway.portal.models import ActivationCode, UserStudent
 from gateway.settings import Settings, load_settings
 
 PASSWORD = "correct horse battery staple lamp"
@@ -74,10 +74,22 @@ def portal_session(settings: Settings) -> Session:
 
 
 def issue_code(settings: Settings, purpose: str, pupil: int, contact: int | None) -> str:
-    with portal_session(settings) as session:
-        issued = activation.issue(session, settings, purpose, "sis", str(pupil), str(contact) if contact else None)
+    with portal_session(settings) as session, Session(create_ro_engine(settings.replica.url)) as replica:
+        issued = activation.issue(session, replica, settings, purpose, "sis", str(pupil), str(contact) if contact else None)
         session.commit()
         return issued.code
+
+
+def historic_code(settings: Settings, pupil: int, contact: int) -> str:
+    """A code issued back when the link was in force with portal access (the SIS has since
+    changed it, so none could be issued today); written as ``activation.issue`` wrote it."""
+    code = activation.new_code()
+    with portal_session(settings) as session:
+        session.add(ActivationCode(code_hash=activation.code_hash(code), purpose="guardian", source_system="sis",
+                                   student_source_id=str(pupil), guardian_source_id=str(contact),
+                                   expires_at=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)))
+        session.commit()
+    return code
 
 
 def csrf(client: FlaskClient, path: str) -> str:
