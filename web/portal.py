@@ -108,15 +108,20 @@ def dashboard() -> ResponseReturnValue:
     if user.role != "parent":
         return render_template("staff_home.html")
     children = [_child_summary(ref) for ref in facts.children_of(db.replica(), db.portal(), user)]
+    context.record("dashboard.view", children=len(children), refused=sum(not c["allowed"] for c in children))
     return render_template("dashboard.html", children=children, fresh=_freshness(), pages=PAGES)
 
 
 def _child_summary(ref: StudentRef) -> dict[str, Any]:
+    """A refused child is named with the reason, and nothing more from the replica: a parent
+    whose rights ended must not follow the child to a new school or grade."""
     student = student_of(ref)
     decision = decide(ref)
-    return {"ref": ref, "name": _name(student) if student else _("A student"), "grade": student.grade_level if student else None,
-            "school": records.school_name(db.replica(), student) if student else None,
-            "allowed": decision.allowed, "sentence": sentence(decision), "code": decision.code}
+    summary = {"ref": ref, "name": _name(student) if student else _("A student"), "grade": None, "school": None,
+               "allowed": decision.allowed, "sentence": sentence(decision), "code": decision.code}
+    if decision.allowed and student is not None:
+        summary.update(grade=student.grade_level, school=records.school_name(db.replica(), student))
+    return summary
 
 
 def _name(student: Any) -> str:
