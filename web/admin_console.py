@@ -11,7 +11,7 @@ from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from gateway.portal.accounts import AccountError, create_user, end_all_sessions
+from gateway.portal.accounts import AccountError, create_user, end_all_sessions, may_manage
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import User
 from web import context, db
@@ -50,7 +50,7 @@ def disable_account(user_id: int) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
     user = db.portal().get(User, user_id)
-    if user is None or user.id == context.user().id:
+    if user is None or user.id == context.user().id or not may_manage(context.user().role, user.role):
         abort(404)
     user.disabled_at = utcnow()
     end_all_sessions(db.portal(), user.id, "disabled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import NoReturn
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -114,9 +115,10 @@ def accounts_page() -> ResponseReturnValue:
     query = request.args.get("q", "").strip().lower()[:200]
     found = []
     if query:
-        found = db.portal().scalars(select(User).where(
+        found = [u for u in db.portal().scalars(select(User).where(
             func.lower(User.username).contains(query, autoescape=True)
-            | func.lower(User.display_name).contains(query, autoescape=True)).limit(50)).all()
+            | func.lower(User.display_name).contains(query, autoescape=True)).limit(50))
+            if accounts.may_manage(context.user().role, u.role)]
     denials = db.portal().scalars(select(Denial).where(Denial.lifted_at.is_(None)).order_by(Denial.created_at.desc())).all()
     context.record("staff.view", page="accounts", query=query or None)
     return render_template("staff_accounts.html", query=query, found=found, denials=denials, action=ActionForm(), deny=DenyForm())
@@ -127,8 +129,10 @@ def accounts_page() -> ResponseReturnValue:
 def account_action(user_id: int, action: str) -> ResponseReturnValue:
     user = db.portal().get(User, user_id)
     form = DenyForm() if action == "deny" else ActionForm()
-    if user is None or action not in ("unlock", "deny") or not form.validate_on_submit():
-        abort(404 if user is None or action not in ("unlock", "deny") else 400)
+    if user is None or action not in ("unlock", "deny") or not accounts.may_manage(context.user().role, user.role):
+        _refuse_account(user_id, action)
+    if not form.validate_on_submit():
+        abort(400)
     if action == "unlock":
         accounts.unlock(db.portal(), user.username)
     else:
@@ -146,6 +150,10 @@ def account_action(user_id: int, action: str) -> ResponseReturnValue:
 def restore(denial_id: int) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
+    denial = db.portal().get(Denial, denial_id)
+    named = db.portal().get(User, denial.user_id) if denial is not None and denial.user_id is not None else None
+    if named is not None and not accounts.may_manage(context.user().role, named.role):
+        _refuse_account(named.id, "restore")
     try:
         people.restore(db.portal(), denial_id, by=context.user().id)
     except people.PeopleError:
@@ -155,8 +163,15 @@ def restore(denial_id: int) -> ResponseReturnValue:
     return redirect(url_for("staff.accounts_page"))
 
 
+def _refuse_account(user_id: int, action: str) -> NoReturn:
+    """404 for an account out of the actor's rank, exactly as for one that does not exist; audited."""
+    context.record("account.refused", target_user=user_id, attempted=action[:32])
+    abort(404)
+
+
 class PaperRequestForm(FlaskForm):  # type: ignore[misc]
     student = StringField(_l("Student id (SIS)"), validators=[DataRequired(), Length(max=64)])
+    source_system = StringField(_l("Source system (only if the id exists in several)"), validators=[Length(max=64)])
     recorded = DateField(_l("Received on"), validators=[DataRequired()])
     effective = DateField(_l("Effective from (if a later date is written in it)"), validators=[Optional()])
     guardians = StringField(_l("Only these guardian ids, separated by commas (empty: all parents)"), validators=[Length(max=500)])
@@ -168,16 +183,20 @@ def terminations() -> ResponseReturnValue:
     form = PaperRequestForm(recorded=dt.date.today())
     portal = db.portal()
     if form.validate_on_submit():
-        source = context.settings().connectors[0].source_system if len(context.settings().connectors) == 1 else ""
+        student = form.student.data.strip()
         try:
-            people.record_paper_request(portal, source, form.student.data.strip(), form.recorded.data, form.effective.data,
+            # The student's source system comes from the SIS record, never a guess: an
+            # ambiguous or unknown id is refused rather than stored where it matches nothing.
+            source = people.resolve_student(db.replica(), student, (form.source_system.data or "").strip() or None)
+            people.record_paper_request(portal, source, student, form.recorded.data, form.effective.data,
                                         [g.strip() for g in (form.guardians.data or "").split(",") if g.strip()],
                                         by=context.user().id)
         except people.PeopleError as refused:
-            form.effective.errors.append(str(refused))
+            form.student.errors.append(str(refused))
         else:
             portal.commit()
-            context.record("termination.recorded", student_source_id=form.student.data.strip())
+            context.record("termination.recorded", source_system=source, student_source_id=student)
             return redirect(url_for("staff.terminations"))
     requests = portal.scalars(select(TerminationRequest).order_by(TerminationRequest.recorded_at.desc()).limit(100)).all()
-    return render_template("staff_terminations.html", form=form, requests=requests, zone=context.settings().zone)
+    return render_template("staff_terminations.html", form=form, requests=requests,
+                           zone=context.settings().zone), 400 if form.errors else 200

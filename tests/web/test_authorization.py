@@ -14,7 +14,7 @@ from sqlalchemy import event
 from gateway.demo.sis import DemoSummary
 from gateway.settings import Settings
 
-from .conftest import accept_guidelines, activate, csrf, issue_code, set_activation_date, staff_client
+from .conftest import accept_guidelines, activate, csrf, historic_code, issue_code, set_activation_date, staff_client
 
 PAGES = ("schedule", "grades", "assignments", "attendance")
 # Parent accounts: (username, the case whose guardian they are, when they activated).
@@ -35,6 +35,9 @@ PARENTS = [
     ("transfer", "transfer", dt.date(2024, 8, 1)),
     ("term_parent", "termination_request", dt.date(2024, 8, 1)),
 ]
+# Links for which no code can be issued today (no portal access, ended): these parents
+# activated in 2024, while the SIS still gave them access.
+NO_CODE_TODAY = {"no_portal_access", "link_not_in_force"}
 # Which case students each account may see on 2026-11-28, written from POLICY-CASES.md.
 VISIBLE = {
     "during": {"turned_18_during_year"},
@@ -65,7 +68,9 @@ def signed_in_clients(app: Flask, settings: Settings, summary: DemoSummary) -> d
     for username, case, activated in PARENTS:
         info = summary.cases[case]
         client = app.test_client()
-        assert activate(client, issue_code(settings, "guardian", info["pupil_id"], info["contact_id"]), username).status_code == 302
+        code = (historic_code(settings, info["pupil_id"], info["contact_id"]) if case in NO_CODE_TODAY
+                else issue_code(settings, "guardian", info["pupil_id"], info["contact_id"]))
+        assert activate(client, code, username).status_code == 302
         if case == "siblings":  # the second child joins the same account with another code
             older = summary.cases["siblings_older"]
             token = csrf(client, "/activate")
@@ -160,3 +165,54 @@ def test_crawling_every_route_as_every_role_never_writes_the_replica(district_ap
 def test_anonymous_requests_are_sent_to_the_login_page(district_app: Flask, path: str) -> None:
     response = district_app.test_client().get(path)
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+HIGHER_ROLES = ("staff", "it", "auditor", "admin")
+
+
+@pytest.mark.parametrize("action", ["deny", "unlock"])
+def test_staff_cannot_act_on_staff_it_auditor_or_admin_accounts(action: str, district_app: Flask,
+                                                                district: tuple[Settings, DemoSummary]) -> None:
+    from sqlalchemy import select
+
+    from gateway.portal.models import Denial, User
+
+    from .conftest import create_staff, login, portal_session
+
+    settings = district[0]
+    desk = staff_client(district_app, settings, "desk", "staff")[0]
+    for role in HIGHER_ROLES:
+        create_staff(settings, f"target.{role}", role)
+        with portal_session(settings) as session:
+            target = session.scalars(select(User.id).where(User.username == f"target.{role}")).one()
+        token = csrf(desk, "/staff/accounts")
+        response = desk.post(f"/staff/accounts/{target}/{action}", data={"csrf_token": token, "reason": "taking over"})
+        assert response.status_code == 404, role  # exactly as for an account that does not exist
+        assert f"<strong>target.{role}</strong>" not in desk.get(f"/staff/accounts?q=target.{role}").get_data(as_text=True)
+        with portal_session(settings) as session:
+            assert session.scalars(select(Denial)).first() is None
+        assert login(district_app.test_client(), f"target.{role}").headers["Location"].startswith("/login/second-factor")
+
+
+def test_only_admin_manages_staff_role_accounts_and_staff_cannot_lift_their_denials(
+    district_app: Flask, district: tuple[Settings, DemoSummary]
+) -> None:
+    from sqlalchemy import select
+
+    from gateway.portal.models import Denial, User
+
+    from .conftest import create_staff, portal_session
+
+    settings = district[0]
+    admin = staff_client(district_app, settings, "boss", "admin")[0]
+    desk = staff_client(district_app, settings, "desk", "staff")[0]
+    create_staff(settings, "colleague", "staff")
+    with portal_session(settings) as session:
+        colleague = session.scalars(select(User.id).where(User.username == "colleague")).one()
+    token = csrf(admin, "/staff/accounts")
+    assert admin.post(f"/staff/accounts/{colleague}/deny", data={"csrf_token": token, "reason": "left"}).status_code == 302
+    with portal_session(settings) as session:
+        denial = session.scalars(select(Denial.id).where(Denial.user_id == colleague)).one()
+    assert desk.post(f"/staff/denials/{denial}/restore", data={"csrf_token": csrf(desk, "/staff/accounts")}).status_code == 404
+    with portal_session(settings) as session:
+        assert session.get(Denial, denial).lifted_at is None  # type: ignore[union-attr]
