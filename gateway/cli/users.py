@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 from gateway.portal import accounts, activation, guidelines, people
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.security.crypto import FieldCipher
-from gateway.db import create_rw_engine
+from gateway.db import create_ro_engine, create_rw_engine
 from gateway.errors import ConfigError
 from gateway.security.keys import load_keyring
 from gateway.portal.models import ROLES
 from gateway.settings import Settings
 
-source_option = click.option("--source-system", help="The SIS's source system (default: the only connector's).")
+source_option = click.option("--source-system", help="The SIS's source system (default: the one whose students "
+                                                    "include this id; for a guardian alone, the only connector's).")
 
 
 def register(group: click.Group) -> None:
@@ -27,6 +28,10 @@ def register(group: click.Group) -> None:
 
 def _portal(settings: Settings) -> Session:
     return Session(create_rw_engine(settings.portal.url))
+
+
+def _replica(settings: Settings) -> Session:
+    return Session(create_ro_engine(settings.replica.url))
 
 
 def _source(settings: Settings, given: str | None) -> str:
@@ -118,11 +123,12 @@ def codes() -> None:
 @json_option
 @pass_context
 def issue_code(ctx: Context, student: str, guardian: str | None, source_system: str | None, as_json: bool) -> None:
-    """Issue a single-use, expiring activation code for a guardian-student link or a student."""
+    """Issue a single-use, expiring activation code for a guardian-student link the SIS has
+    (in force, with portal access), or for a student; the link's earlier codes are revoked."""
     settings = ctx.settings
-    with _portal(settings) as session:
-        issued = activation.issue(session, settings, "guardian" if guardian else "student",
-                                  _source(settings, source_system), student, guardian)
+    with _portal(settings) as session, _replica(settings) as replica:
+        system = people.resolve_student(replica, student, source_system)
+        issued = activation.issue(session, replica, settings, "guardian" if guardian else "student", system, student, guardian)
         session.commit()
     emit(as_json, {"code": issued.code, "expires_at": issued.expires_at.isoformat()},
          f"{issued.code}  (expires {issued.expires_at:%Y-%m-%d})")
@@ -162,8 +168,9 @@ def record(ctx: Context, student: str, source_system: str | None, recorded: dt.d
            guardians: tuple[str, ...], as_json: bool) -> None:
     """Record a request received on paper."""
     settings = ctx.settings
-    with _portal(settings) as session:
-        request = people.record_paper_request(session, _source(settings, source_system), student, recorded.date(),
+    with _portal(settings) as session, _replica(settings) as replica:
+        request = people.record_paper_request(session, people.resolve_student(replica, student, source_system), student,
+                                              recorded.date(),
                                               effective.date() if effective else None, list(guardians))
         session.commit()
         emit(as_json, {"request_id": request.id, "effective_date": request.effective_date.isoformat()},
@@ -181,7 +188,6 @@ def record(ctx: Context, student: str, source_system: str | None, recorded: dt.d
 def letters(ctx: Context, school: str | None, grade: str | None, students: tuple[str, ...], include_students: bool,
             out_dir: Path, as_json: bool) -> None:
     """Print activation letters (one page per guardian-student link) to an HTML file in OUT."""
-    from gateway.db import create_ro_engine
     from gateway.portal.letters import issue_letters, select_students
     from web.letters import render
 

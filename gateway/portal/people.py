@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 from gateway.security.keys import KeyRing
 from gateway.portal.models import Denial, TerminationRequest, TerminationRequestGuardian, User
 from gateway.replica.schema import encryption_context
+from gateway.replica.tables import Student
 
 
 class PeopleError(GatewayError):
@@ -57,6 +58,26 @@ def restore(session: Session, denial_id: int, by: int | None = None) -> None:
                              .values(lifted_at=utcnow(), lifted_by_id=by)).rowcount
     if not lifted:
         raise PeopleError(f"there is no denial {denial_id} in force")
+
+
+def resolve_student(replica: Session, student_source_id: str, source_system: str | None = None) -> str:
+    """The source system of the SIS student a staff member names, from the replica's students.
+
+    Refuses a student the SIS does not have, and an id two source systems both use unless
+    the source system is given: an action stored against a guess would report success
+    and change nothing.
+    """
+    query = select(Student.source_system).where(Student.source_id == student_source_id)
+    if source_system:
+        query = query.where(Student.source_system == source_system)
+    systems = sorted(set(replica.scalars(query)))
+    if not systems:
+        where = f" in source system {source_system!r}" if source_system else ""
+        raise PeopleError(f"the SIS has no student {student_source_id!r}{where}; check the student id")
+    if len(systems) > 1:
+        raise PeopleError(f"student id {student_source_id!r} exists in several source systems ({', '.join(systems)}); "
+                          "say which one (--source-system)")
+    return systems[0]
 
 
 def record_paper_request(session: Session, source_system: str, student_source_id: str, recorded_on: dt.date,

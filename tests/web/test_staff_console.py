@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -11,8 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from gateway.demo.sis import DemoSummary
-from gateway.portal.models import SecurityReport, User
-from gateway.settings import Settings
+from gateway.portal.models import SecurityReport, TerminationRequest, User
+from gateway.settings import Settings, load_settings
 
 from .conftest import PASSWORD, csrf, login, portal_session, staff_client
 
@@ -96,3 +97,37 @@ def test_a_security_report_is_worked_through_to_resolution(staff: FlaskClient, d
         row = session.get(SecurityReport, report_id)
         assert row is not None and (row.status, row.resolution) == ("resolved", "Password reset.")
     assert "Someone knows my password" not in staff.get("/staff").get_data(as_text=True)  # off the open queue
+
+
+def test_a_paper_request_names_its_students_source_system_from_the_sis_and_refuses_an_ambiguous_id(
+    district: tuple[Settings, DemoSummary], tmp_path: Path,
+) -> None:
+    from connectors import registry
+    from sync.engine import run_sync
+    from web import create_app
+
+    settings, summary = district
+    # A second connector over a copy of the same SIS: every student id now exists in two source systems.
+    config = Path(str(settings.config_path))
+    source = settings.connectors[0].options["url"]
+    config.write_text(config.read_text() + f'\n[[connectors]]\nname = "annex"\nkind = "sql"\nurl = "{source}"\nmapping = "demo"\n')
+    settings = load_settings(config, env={})
+    run_sync(settings, registry.build(settings.connectors[1], settings), "full")
+    app = create_app(settings)
+    app.config.update(TESTING=True)
+    desk = staff_client(app, settings, "two.systems", "staff")[0]
+    pupil = str(summary.cases["termination_request"]["pupil_id"])
+    data = {"student": pupil, "recorded": "2026-11-28", "effective": "", "guardians": ""}
+    response = desk.post("/staff/terminations", data={**data, "csrf_token": csrf(desk, "/staff/terminations")})
+    assert response.status_code == 400 and "exists in several source systems (annex, sis)" in response.get_data(as_text=True)
+    unknown = desk.post("/staff/terminations", data={**data, "student": "no-such-pupil",
+                                                     "csrf_token": csrf(desk, "/staff/terminations")})
+    assert unknown.status_code == 400 and "the SIS has no student &#39;no-such-pupil&#39;" in unknown.get_data(as_text=True)
+    with portal_session(settings) as session:
+        assert session.scalars(select(TerminationRequest)).first() is None  # nothing stored, nothing reported done
+    chosen = desk.post("/staff/terminations", data={**data, "source_system": "annex",
+                                                    "csrf_token": csrf(desk, "/staff/terminations")})
+    assert chosen.status_code == 302
+    with portal_session(settings) as session:
+        request = session.scalars(select(TerminationRequest)).one()
+        assert (request.source_system, request.student_source_id) == ("annex", pupil)
