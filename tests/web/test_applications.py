@@ -81,13 +81,6 @@ def test_an_application_is_never_approved_for_a_link_the_sis_lacks(district_app:
     assert outbox_messages(settings.mail.outbox_dir) == []
 
 
-def test_a_denied_persons_application_is_refused(district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner) -> None:
-    settings, summary = district
-    cli.invoke(main, ["--config", str(settings.config_path), "users", "deny", "--email", "risky@example.org", "--reason", "risk"])
-    number, born, _ = sis_facts(settings, summary, "transfer")
-    assert apply(district_app, number, born, "Risky@Example.org") == 400
-
-
 def test_applications_are_throttled_so_they_cannot_probe_birth_dates(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
     settings, summary = district
     number, born, _ = sis_facts(settings, summary, "transfer")

@@ -109,10 +109,11 @@ def district_app_client(client: FlaskClient) -> FlaskClient:
 def test_a_denied_person_cannot_redeem_a_code(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
     settings, summary = district
     info = summary.cases["transfer"]
+    code = issue_code(settings, "guardian", info["pupil_id"], info["contact_id"])  # the letter went out before the denial
     with portal_session(settings) as session:
         session.add(Denial(source_system="sis", guardian_source_id=str(info["contact_id"]), reason="security risk"))
         session.commit()
-    response = activate(district_app.test_client(), issue_code(settings, "guardian", info["pupil_id"], info["contact_id"]), "denied")
+    response = activate(district_app.test_client(), code, "denied")
     assert "This code cannot be used" in response.get_data(as_text=True)
 
 
