@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 from gateway import migrate
 from gateway.portal import activation, guidelines
 from gateway.portal.accounts import create_user
-from gateway.db import create_rw_engine
+from gateway.db import create_ro_engine, create_rw_engine
 from gateway.demo.sis import generate
 from gateway.instance import create_missing_keys, write_config
 from gateway.portal.models import UserStudent
+from gateway.security.keys import load_keyring
 from gateway.settings import Settings, load_settings
 
 TODAY = dt.date(2026, 11, 28)
@@ -128,15 +129,16 @@ def create_parents(settings: Settings, source: Path, count: int) -> list[tuple[s
         if contact in children or len(children) < count:
             children.setdefault(contact, []).append(pupil)
     logins = []
-    with Session(create_rw_engine(settings.portal.url)) as session:
+    ring = load_keyring(settings, "blind_index")
+    with Session(create_rw_engine(settings.portal.url)) as session, Session(create_ro_engine(settings.replica.url)) as replica:
         version = guidelines.ensure_published(session)
         for contact, pupils in children.items():
             username, password = f"bench-parent-{contact}", secrets.token_urlsafe(18)
             user = create_user(session, settings, username=username, password=password, role="parent",
                                display_name=f"Parent {contact}", source_system="sis", guardian_source_id=str(contact))
             for pupil in pupils:
-                code = activation.issue(session, settings, "guardian", "sis", str(pupil), str(contact))
-                activation.redeem(session, activation.check(session, code.code), user)
+                code = activation.issue(session, replica, settings, "guardian", "sis", str(pupil), str(contact))
+                activation.redeem_for(session, replica, ring, code.code, user)
             session.execute(update(UserStudent).where(UserStudent.user_id == user.id).values(activated_at=LONG_AGO))
             guidelines.accept(session, user.id, version.id)
             logins.append((username, password))
