@@ -38,7 +38,7 @@ def list_command(ctx: Context, as_json: bool) -> None:
     cipher, ring = FieldCipher(load_keyring(settings, "field")), load_keyring(settings, "blind_index")
     with Session(create_rw_engine(settings.portal.url)) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
         report = [{"id": a.id, "applicant": f"{a.given_name} {a.family_name}", "relationship": a.relationship,
-                   "student_number": a.student_number, "denied": service.denial_of(portal, ring, a) is not None,
+                   "student_number": a.student_number, "denied": service.denial_of(portal, replica, ring, a) is not None,
                    "candidates": [c.__dict__ for c in service.candidates(replica, cipher, a)]} for a in service.pending(portal)]
     emit(as_json, {"applications": report}, "\n".join(
         f"{a['id']:>4}  {a['applicant']:<28} {a['relationship']:<12} student {a['student_number']}: "

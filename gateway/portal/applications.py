@@ -92,9 +92,14 @@ class Approval:
     emailed_to_sis_address: bool
 
 
-def denial_of(session: Session, index_ring: KeyRing, application: Application) -> Denial | None:
-    """The denial in force naming the applicant (by the email typed, or the account applying), if any."""
-    return denials.in_force(session, denials.of_email(index_ring, application.email, application.user_id))
+def denial_of(session: Session, replica: Session, index_ring: KeyRing, application: Application) -> Denial | None:
+    """The denial in force naming the applicant: by the email typed (or the account applying),
+    or as a SIS guardian whose email on file is the one typed."""
+    person = denials.of_email(index_ring, application.email, application.user_id)
+    guardians = replica.execute(select(Guardian.source_system, Guardian.source_id)
+                                .where(Guardian.email_index.in_(sorted(person.email_indexes)))).all()
+    people = [person, *(denials.of_guardian(replica, system, source_id) for system, source_id in guardians)]
+    return next(filter(None, (denials.in_force(session, p) for p in people)), None)
 
 
 def approve(session: Session, replica: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing,
@@ -108,7 +113,7 @@ def approve(session: Session, replica: Session, settings: Settings, cipher: Fiel
                                "an application never creates one")
     guardian = replica.scalars(select(Guardian).where(Guardian.source_system == match.source_system,
                                                       Guardian.source_id == guardian_source_id)).one()
-    if denial_of(session, index_ring, application) is not None:
+    if denial_of(session, replica, index_ring, application) is not None:
         raise ApplicationError("the applicant is denied access as a security risk; this application cannot be approved")
     try:
         issued = activation.issue(session, replica, settings, "guardian", match.source_system, match.student_source_id,

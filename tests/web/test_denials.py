@@ -150,3 +150,15 @@ def test_a_denied_persons_application_gets_the_neutral_answer_is_flagged_and_can
         assert session.scalars(select(ActivationCode)).first() is None
     listed = json.loads(cli.invoke(main, ["--config", str(settings.config_path), "applications", "list", "--json"]).output)
     assert {a["id"]: a["denied"] for a in listed["applications"]}[flagged] is True
+
+
+def test_an_application_typed_with_a_denied_guardians_sis_email_is_flagged(district_app: Flask,
+                                                                            district: tuple[Settings, DemoSummary],
+                                                                            cli: CliRunner) -> None:
+    settings, summary = district
+    case = summary.cases["transfer"]
+    deny(cli, settings, "--guardian", str(case["contact_id"]))  # denied by SIS record only: the denial holds no email
+    number, born = student_facts(settings, case["pupil_id"])
+    assert apply(district_app, number, born, sis_email(settings, case["contact_id"]))[0] == 200
+    listed = json.loads(cli.invoke(main, ["--config", str(settings.config_path), "applications", "list", "--json"]).output)
+    assert [a["denied"] for a in listed["applications"]] == [True]
