@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
 from pathlib import Path
 
 from click.testing import CliRunner
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.portal import accounts, activation, denials, guidelines
+from gateway.portal import accounts, denials, guidelines
 from gateway.cli import main
 from gateway.security.crypto import email_index
 from gateway.db import create_ro_engine, create_rw_engine
 from gateway.security.keys import load_keyring
-from gateway.portal.models import TerminationRequest
 from gateway.settings import Settings
 
 GOOD = "velvet tram gallops past nine lanterns"

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
 
 from gateway.cli import main
 from gateway.db import create_rw_engine

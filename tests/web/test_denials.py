@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from gateway.cli import main
 from gateway.db import create_ro_engine, create_rw_engine
@@ -20,7 +21,6 @@ from gateway.portal.models import ActivationCode, Application, User
 from gateway.security.crypto import FieldCipher
 from gateway.security.keys import load_keyring
 from gateway.settings import Settings
-from sqlalchemy.orm import Session
 
 from .conftest import activate, csrf, issue_code, login, portal_session, staff_client
 
