@@ -22,6 +22,7 @@ from gateway.errors import FatalSyncError
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.base import checked_options, guardian_portal_access
+from connectors.oneroster_notes import FileNotes
 from connectors.oneroster_reader import ERROR, OneRosterReader
 
 OPTION_KEYS = {"path", "guardian_portal_access"}
@@ -42,6 +43,7 @@ class Bundle:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notes: dict[str, FileNotes] = {}  # per file, from its last full read
         self._zip = self._open_zip(path) if path.suffix.lower() == ".zip" else None
         if self._zip is None and not path.is_dir():
             raise BundleError(str(path), "is neither a folder nor a .zip", "point path at the export")
@@ -72,19 +74,55 @@ class Bundle:
         """(``file.csv line N``, row by lower-cased header name), skipping blank lines.
 
         A file is what it is: ``since`` is not applied (a delta file already holds changes).
+        A last row cut short (fewer fields than the header names, or an unclosed quote)
+        means the file itself was cut: ``BundleError``, so nothing of it is applied.
         """
+        notes = FileNotes(file)
         with self._text(file) as handle:
-            reader = csv.reader(handle)
+            lines = _Lines(handle)
+            reader = csv.reader(lines)
             try:
                 header = [name.strip().lower() for name in next(reader, [])]
+                named = max((i + 1 for i, name in enumerate(header) if name), default=0)
+                notes.header(header)
+                pending: tuple[int, list[str], str] | None = None
                 for values in reader:
-                    if any(value.strip() for value in values):
-                        yield f"{file}.csv line {reader.line_num}", _row(header, values)
+                    raw = lines.take()
+                    if not any(value.strip() for value in values):
+                        continue
+                    if pending is not None:
+                        yield self._shaped(file, header, named, pending, notes)
+                    pending = (reader.line_num, values, raw)
+                if pending is not None:
+                    self._check_last(file, named, pending)
+                    yield self._shaped(file, header, named, pending, notes)
             except UnicodeDecodeError as exc:
                 raise BundleError(str(self.path), f"{file}.csv is not UTF-8 (near line {reader.line_num}, {exc.reason})",
                                   "re-export it as UTF-8") from None
             except csv.Error as exc:
                 raise BundleError(str(self.path), f"{file}.csv line {reader.line_num}: {exc}", "fix the file") from None
+            except zipfile.BadZipFile as exc:
+                raise BundleError(str(self.path), f"{file}.csv is damaged in the zip ({exc})",
+                                  "copy the export again; it may be truncated") from None
+        self.notes[file.lower()] = notes
+
+    def _shaped(self, file: str, header: list[str], named: int, pending: tuple[int, list[str], str],
+                notes: FileNotes) -> tuple[str, dict[str, str]]:
+        line, values, _ = pending
+        position = f"{file}.csv line {line}"
+        notes.row(position, header, values)
+        return position, _row(header, named, values)
+
+    def _check_last(self, file: str, named: int, last: tuple[int, list[str], str]) -> None:
+        """The last row is where a cut file shows: short, or inside a quoted field."""
+        line, values, raw = last
+        if _unclosed_quote(raw):
+            raise BundleError(str(self.path), f"{file}.csv line {line} ends inside an unclosed quote: the file was cut",
+                              "re-export the bundle; nothing of this file was applied")
+        if len(values) < named:
+            raise BundleError(str(self.path), f"{file}.csv line {line} is cut short: it has {len(values)} fields "
+                              f"but the header names {named} columns, so the file was cut",
+                              "re-export the bundle; nothing of this file was applied")
 
     def _text(self, file: str) -> IO[str]:
         name = self.names[file.lower()]
@@ -100,20 +138,56 @@ class Bundle:
 
     @staticmethod
     def _open_zip(path: Path) -> zipfile.ZipFile:
+        """Open the archive; each member's checksum is checked as it is read (``rows``)."""
         try:
-            bundle = zipfile.ZipFile(path)
-            broken = bundle.testzip()
+            return zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
             raise BundleError(str(path), f"is not a readable zip ({exc})", "copy the export again; it may be truncated") from None
-        if broken:
-            raise BundleError(str(path), f"{broken} is damaged", "copy the export again; it may be truncated")
-        return bundle
 
 
-def _row(header: list[str], values: list[str]) -> dict[str, str]:
+class _Lines:
+    """The lines handed to ``csv.reader``, with the raw text of the record being read."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle, self.raw = handle, []  # type: list[str]
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.handle)
+        self.raw.append(line)
+        return line
+
+    def take(self) -> str:
+        raw, self.raw = "".join(self.raw), []
+        return raw
+
+
+def _unclosed_quote(raw: str) -> bool:
+    """Whether a record's raw text stops inside a quoted field (strict parsing says so)."""
+    try:
+        list(csv.reader(io.StringIO(raw, newline=""), strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _row(header: list[str], named: int, values: list[str]) -> dict[str, str]:
+    """The row by column name; more fields than the header, or fewer than it names, is an error."""
     if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
-        return {ERROR: f"has {len(values)} fields but the header has {len(header)}"}
+        return _error(header, values, f"has {len(values)} fields but the header has {len(header)}")
+    if len(values) < named:
+        return _error(header, values, f"has {len(values)} fields but the header names {named} columns")
     return {name: value for name, value in zip(header, values, strict=False) if name}
+
+
+def _error(header: list[str], values: list[str], problem: str) -> dict[str, str]:
+    """An unusable row, still naming its ``sourcedid`` where it has one, so its old rows are kept."""
+    row = {ERROR: problem}
+    if header and header[0] == "sourcedid" and values and values[0].strip():
+        row["sourcedid"] = values[0].strip()
+    return row
 
 
 def from_settings(entry: ConnectorSettings, settings: Settings) -> OneRosterReader:

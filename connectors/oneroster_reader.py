@@ -18,6 +18,7 @@ from gateway.replica.records import Record, Reject, Tombstone
 from connectors import convert
 from connectors import oneroster as one
 from connectors.base import Item, StreamSpec, payload_hash, stream_named
+from connectors.oneroster_notes import dates_in, merged_duplicates, nonstandard_date
 
 Row = dict[str, str]
 Reader = Callable[[str, Row], Iterator[Item]]
@@ -46,6 +47,10 @@ USED = {  # the fields each collection's mappings read; any other is reported as
                "missing late scoredate",
 }
 ERROR = "__error__"  # a row the source could not even split into fields
+# Streams whose rows this run derives from a users row: when that row is rejected, the
+# stored rows naming the user in these columns are kept as the user's own row is.
+DERIVED_FROM_USERS = {"student_guardians": ("student_source_id", "guardian_source_id"),
+                      "enrollments": ("student_source_id",)}
 
 
 class RowSource(Protocol):
@@ -75,6 +80,9 @@ class OneRosterReader:
         self.portal_access = guardian_portal_access
         self._unmapped: dict[str, Counter[str]] = {}
         self._indexes: dict[str, dict[str, object]] = {}
+        self._odd_dates: dict[str, None] = {}  # "position field", in order, once each
+        self._bad_dates: dict[str, None] = {}
+        self._duplicates: dict[str, Counter[str]] = {}
 
     @property
     def streams(self) -> tuple[StreamSpec, ...]:
@@ -91,21 +99,91 @@ class OneRosterReader:
         stream_named(self.streams, stream)
         table, collection = STREAMS[stream][0], self._collection(stream)
         read = self._reader(stream)
+        conflicts, repeats = self._repeats(collection)
         rows = 0
         for position, row in self.source.rows(collection, since):
             rows += 1
-            if ERROR in row:
-                yield Reject(table, position, row[ERROR], payload_hash(position))
+            source_id = row.get("sourcedid") or None
+            if position in repeats:
+                continue  # the same row again: counted once, reported as a duplicate
+            if ERROR in row or source_id in conflicts:
+                reason = row.get(ERROR) or conflicts[source_id or ""]
+                yield self._quarantined(stream, table, collection, position, reason, source_id)
                 continue
+            self._note_dates(position, row)
             try:
                 if any(isinstance(value, str) and "\x00" in value for value in row.values()):
                     raise ValueError(convert.NUL_REFUSED)
                 yield from read(position, row)
             except ValueError as exc:
-                yield Reject(table, position, str(exc), payload_hash(sorted(row.items())), row.get("sourcedid") or None)
+                if "not a date" in str(exc) or "ambiguous" in str(exc):
+                    self._bad_dates[position] = None
+                yield Reject(table, position, str(exc), payload_hash(sorted(row.items())), source_id,
+                             narrows=stream == "enrollments" and self._ends(row))
         unknown = [f for f in self.source.fields(collection) if f and f not in USED.get(collection, "").split()]
         if unknown and rows:
             self._unmapped[stream] = Counter({f"{collection}:{field}": rows for field in unknown})
+
+    def warnings(self) -> dict[str, object]:
+        """What the run summary should say about this source beyond rejects (never values)."""
+        notes = getattr(self.source, "notes", {})
+        found: dict[str, object] = {
+            "unknown_columns": {f"{n.file}.csv": n.unknown for _, n in sorted(notes.items()) if n.unknown},
+            "values_dropped": {label: p.as_dict() for n in notes.values() for label, p in sorted(n.dropped.items())},
+            "nonstandard_dates": _positions(self._odd_dates),
+            "unreadable_dates": _positions(self._bad_dates),
+            "duplicates": merged_duplicates(self._duplicates),
+        }
+        return {key: value for key, value in found.items() if value}
+
+    def _quarantined(self, stream: str, table: str, collection: str, position: str, reason: str,
+                     source_id: str | None) -> Reject:
+        """A row that cannot be read as one record: its own row is kept, and so are what it derives."""
+        if collection == "users" and stream in DERIVED_FROM_USERS and source_id:
+            keep = tuple((column, source_id) for column in DERIVED_FROM_USERS[stream])
+            return Reject(table, position, reason, payload_hash(position), None, keep)
+        return Reject(table, position, reason, payload_hash(position), source_id)
+
+    def _note_dates(self, position: str, row: Row) -> None:
+        for label in dates_in(row):
+            self._odd_dates[f"{position} {label}"] = None
+
+    @staticmethod
+    def _ends(row: Row) -> bool:
+        """A school membership whose end date is there but unreadable: it ends (fail closed)."""
+        return bool(one.text(row, "enddate"))
+
+    def _repeats(self, collection: str) -> tuple[dict[str, str], set[str]]:
+        """(conflicting source ids with why, positions of identical repeats), from a full listing."""
+
+        def build() -> dict[str, object]:
+            first: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+            lines: dict[str, list[str]] = {}
+            conflicting: set[str] = set()
+            repeats: set[str] = set()
+            counts: Counter[str] = Counter()
+            for position, row in self.source.rows(collection):
+                key = row.get("sourcedid", "").strip()
+                if not key or ERROR in row:
+                    continue
+                shape = tuple(sorted((k, v.strip()) for k, v in row.items() if k not in ("datelastmodified",)))
+                lines.setdefault(key, []).append(position)
+                if key not in first:
+                    first[key] = (position, shape)
+                elif first[key][1] == shape:
+                    repeats.add(position)
+                    counts["identical"] += 1
+                else:
+                    counts["conflicting"] += key not in conflicting
+                    conflicting.add(key)
+            self._duplicates[collection] = counts
+            why = {key: f"sourcedId {key} appears {len(lines[key])} times with different values "
+                        f"(lines {', '.join(p.rsplit(' ', 1)[-1] for p in lines[key])}): none is applied, "
+                        "the stored rows are kept" for key in conflicting}
+            return {"conflicts": why, "repeats": repeats}
+
+        index = self._index(f"repeats:{collection}", build)
+        return index["conflicts"], index["repeats"]  # type: ignore[return-value]
 
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:
         return self._unmapped
@@ -117,7 +195,7 @@ class OneRosterReader:
             close()
 
     def _reader(self, stream: str) -> Reader:
-        simple = {"schools": one.school, "terms": one.term, "courses": one.course, "scores": one.score}
+        simple = {"schools": self._school, "terms": one.term, "courses": one.course, "scores": one.score}
         if stream in simple:
             return _simple(STREAMS[stream][0], simple[stream])
         if stream == "student_guardians":
@@ -130,6 +208,25 @@ class OneRosterReader:
         return "roles" if stream == "enrollments" and self.source.version == "1.2" else STREAMS[stream][1]
 
     # --- streams ---------------------------------------------------------------------------
+
+    def _school(self, row: Row) -> Record:
+        record = one.school(row)
+        loop = self._org_loop(record.source_id)
+        if loop:
+            raise ValueError(f"org {record.source_id} is its own ancestor ({' → '.join(loop)})")
+        return record
+
+    def _org_loop(self, org: str) -> list[str]:
+        """The chain of parents from ``org`` back to itself, or empty when it ends elsewhere."""
+        parents = self._index("org_parents", lambda: {row.get("sourcedid", "").strip(): (row.get("parentsourcedid") or "").strip()
+                                                      for row in self._all("orgs")})
+        chain, at = [org], parents.get(org)
+        while at and at not in chain[1:]:
+            chain.append(str(at))
+            if at == org:
+                return chain
+            at = parents.get(str(at))
+        return []
 
     def _section(self, position: str, row: Row) -> Iterator[Item]:
         if one.is_deleted(row):
@@ -148,7 +245,14 @@ class OneRosterReader:
         if one.is_deleted(row):
             yield Tombstone("students", user, one.modified(row))
             return
-        birth = one.parse_date(self._birth_dates().get(user), "demographics birthDate")
+        position_of_birth, born = self._birth_dates().get(user, ("", ""))
+        if nonstandard_date(born):
+            self._odd_dates[f"{position_of_birth} birthDate"] = None
+        try:
+            birth = one.parse_date(born, "demographics birthDate")
+        except ValueError:
+            self._bad_dates[f"{position_of_birth} birthDate"] = None
+            raise
         school = one.text(row, "primaryorgsourcedid") or one.first(row, "orgsourcedids") or self._role_orgs().get(user)
         yield one.student(row, birth, school)
 
@@ -161,7 +265,10 @@ class OneRosterReader:
     def _links(self, seen: set[str]) -> Reader:
         def read(position: str, row: Row) -> Iterator[Item]:
             user, roles = one.required(row, "sourcedid"), self._roles()
+            conflicted = self._repeats("users")[0]
             for agent in one.listed(row, "agentsourcedids"):
+                if agent in conflicted:
+                    continue  # that user's own rows are quarantined, with their links
                 pair = _pair(user, roles.get(user), agent, roles.get(agent))
                 if isinstance(pair, str):
                     yield Reject("student_guardians", position, pair, payload_hash(user, agent))
@@ -234,7 +341,9 @@ class OneRosterReader:
 
         def build() -> dict[str, object]:
             if self.source.version == "1.1":
-                return {row.get("sourcedid", ""): one.role_of(row) or "" for row in self._all("users", True)}
+                conflicted = self._repeats("users")[0]
+                return {row.get("sourcedid", ""): one.role_of(row) or "" for row in self._all("users", True)
+                        if row.get("sourcedid", "") not in conflicted}
             roles: dict[str, object] = {}
             for primary_pass in (True, False):
                 for row in self._all("roles", True):
@@ -250,9 +359,15 @@ class OneRosterReader:
         return self._index("role_orgs", lambda: {row.get("usersourcedid", ""): row.get("orgsourcedid", "")
                                                  for row in self._all("roles") if row.get("roletype", "").lower() == "primary"})  # type: ignore[return-value]
 
-    def _birth_dates(self) -> dict[str, str]:
-        return self._index("births", lambda: {row.get("sourcedid", ""): row.get("birthdate", "")
-                                              for row in self._all("demographics")})  # type: ignore[return-value]
+    def _birth_dates(self) -> dict[str, tuple[str, str]]:
+        """Each user's (demographics position, birth date as written)."""
+        def build() -> dict[str, object]:
+            if self.source.mode("demographics") == "absent":
+                return {}
+            return {row.get("sourcedid", ""): (position, row.get("birthdate", ""))
+                    for position, row in self.source.rows("demographics") if ERROR not in row and not one.is_deleted(row)}
+
+        return self._index("births", build)  # type: ignore[return-value]
 
     def _categories(self) -> dict[str, str]:
         return self._index("categories", lambda: {row.get("sourcedid", ""): row.get("title", "")
@@ -283,6 +398,12 @@ class OneRosterReader:
             return iter(())
         return (row for _, row in self.source.rows(collection)
                 if ERROR not in row and (deleted_too or not one.is_deleted(row)))
+
+
+def _positions(found: dict[str, None]) -> dict[str, object]:
+    if not found:
+        return {}
+    return {"count": len(found), "first": list(found)[:5]}
 
 
 def _simple(table: str, build: Callable[[one.Row], Record]) -> Reader:

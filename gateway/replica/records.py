@@ -242,6 +242,13 @@ class Reject:
     reason: str
     payload_hash: str | None = None
     source_id: str | None = None  # when known: its stored row is kept, not deleted
+    # Rows of the stream's table that this run derives from the rejected source row (a
+    # student's links and school memberships): (reference column, source id) pairs whose
+    # stored rows are kept too, as the rejected record's own row is.
+    keep_rows: tuple[tuple[str, str], ...] = ()
+    # The rejected values would narrow access (an enrolment that now ends, a link that now
+    # grants less): the stored row is removed rather than kept, so access fails closed.
+    narrows: bool = False
 
 
 @functools.cache

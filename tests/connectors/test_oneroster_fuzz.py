@@ -67,12 +67,22 @@ def test_random_rows_in_any_file_are_read_or_rejected_with_a_reason(file: str, r
         shutil.copytree(FIXTURE, bundle)
         original = list(csv.reader(io.StringIO((FIXTURE / f"{file}.csv").read_text(encoding="utf-8-sig"))))[1:]
         write(bundle / f"{file}.csv", header_of(file), (original if keep_original else []) + rows)
-        read = read_everything(bundle)
+        data_rows = [r for r in (original if keep_original else []) + rows if any(v.strip() for v in r)]
+        named = max((i + 1 for i, name in enumerate(header_of(file)) if name.strip()), default=0)
+        try:
+            read = read_everything(bundle)
+        except BundleError as refused:
+            # A last row with fewer fields than the header names is a cut file (issue 15):
+            # the whole file is refused, naming it and the line.
+            assert data_rows and len(data_rows[-1]) < named, str(refused)
+            assert f"{file}.csv line " in str(refused) and "was cut" in str(refused), str(refused)
+            return
         check_items(read)
         if file in SIMPLE:
-            # Every non-blank data row gives exactly one item: accepted, a tombstone or a reject.
-            data_rows = [r for r in (original if keep_original else []) + rows if any(v.strip() for v in r)]
-            assert len(read[SIMPLE[file]]) == len(data_rows)
+            # Every non-blank data row gives exactly one item: accepted, a tombstone or a reject,
+            # except a row repeated identically, which counts once (issue 15).
+            assert len(read[SIMPLE[file]]) <= len(data_rows)
+            assert len(read[SIMPLE[file]]) >= len({r[0].strip() if r else '' for r in data_rows})
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
