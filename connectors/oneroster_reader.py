@@ -124,7 +124,7 @@ class OneRosterReader:
         if unknown and rows:
             self._unmapped[stream] = Counter({f"{collection}:{field}": rows for field in unknown})
 
-    def warnings(self) -> dict[str, object]:
+    def findings(self) -> dict[str, object]:
         """What the run summary should say about this source beyond rejects (never values)."""
         notes = getattr(self.source, "notes", {})
         found: dict[str, object] = {

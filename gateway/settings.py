@@ -65,6 +65,7 @@ class DatabaseSettings:
 class SyncSettings:
     batch_size: int = field(default=1000, metadata={"min": 1})
     shrink_max_share: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
+    shrink_min_rows: int = field(default=20, metadata={"min": 0})
     reject_max_share: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
     reject_min_count: int = field(default=20, metadata={"min": 0})
     cursor_lookback_seconds: int = field(default=300, metadata={"min": 0})

@@ -50,6 +50,22 @@ class Sanitizer:
         self.dropped = {c for c in self.columns if not policy.keeps(table.name, c)}
         self.encrypted = {c for c in self.columns if storage(table.columns[c]) == ENCRYPTED}
         self.indexes = blind_index_sources(table)
+        self.lengths = {c: table.columns[c].type.length for c in self.columns
+                        if isinstance(table.columns[c].type, String) and table.columns[c].type.length}
+
+    def too_long(self, record: Record) -> list[str]:
+        """Values longer than their replica column holds, named with both lengths.
+
+        Checked before writing, so such a record is a reject, not a failed PostgreSQL run
+        (SQLite would store it whole, so the check is the same on both).
+        """
+        found = [] if len(record.source_id) <= 255 else [f"source_id is {len(record.source_id)} characters, "
+                                                         "longer than the 255 the replica holds"]
+        for name, value in record.values().items():
+            limit = self.lengths.get(name)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                found.append(f"{name} is {len(value)} characters, longer than the {limit} the replica holds")
+        return found
 
     def plaintext(self, record: Record) -> tuple[dict[str, Any], str]:
         """The sanitized plaintext (dropped columns empty) and its keyed row hash."""
@@ -187,6 +203,17 @@ class TableWriter:
             for row_id, _hashed in self._existing(wanted).values():
                 self.seen.add(row_id)
 
+    def keep_where(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Count as present the rows whose reference ``column`` names ``source_id``: rows this
+        run would derive from a quarantined record keep their old state with it."""
+        if self.seen is None:
+            return
+        t = self.table
+        for column, source_id in pairs:
+            query = select(t.c.id).where(t.c.source_system == self.source_system, t.c[column] == source_id)
+            for row_id in self.connection.execute(query).scalars():
+                self.seen.add(row_id)
+
     def tombstones(self, source_ids: Iterable[str]) -> None:
         ids = list(source_ids)
         if ids:
@@ -194,8 +221,11 @@ class TableWriter:
                 delete(self.table).where(self.table.c.source_system == self.source_system, self.table.c.source_id.in_(ids))
             ).rowcount
 
-    def delete_vanished(self, max_share: float, allow_shrink: bool, connector: str) -> None:
+    def delete_vanished(self, max_share: float, allow_shrink: bool, connector: str, min_rows: int = 0) -> None:
         """Delete the rows this snapshot did not contain, unless that is too large a share.
+
+        A table smaller than ``min_rows`` is not held to the share: one revoked link of
+        three is a third of the table and a legitimate revocation.
 
         A row is present if this run wrote it (its ``sync_run_id``) or found it unchanged
         or quarantined (its id in ``seen``). The vanished ids are gathered as bits too, so
@@ -213,7 +243,7 @@ class TableWriter:
                 vanished.add(row_id)
                 gone += 1
         before += self.counts.updated  # updated rows were in the table as the run found it
-        if gone and not allow_shrink and gone / before > max_share:
+        if gone and not allow_shrink and before >= min_rows and gone / before > max_share:
             raise SyncRefused(connector, f"{t.name} would lose {gone} of its {before} rows "
                               f"({gone / before:.0%}, more than the {max_share:.0%} shrink limit)",
                               "check the source; if the loss is real, run again with --allow-shrink")

@@ -28,6 +28,7 @@ from gateway.settings import Settings
 
 from connectors.base import Connector, StreamSpec
 from sync import cursors
+from sync import findings as run_findings
 from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
 from sync.locks import Lease, sync_lock_name
 
@@ -45,11 +46,12 @@ class RunResult:
     counts: dict[str, TableCounts] = field(default_factory=dict)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "connector": self.connector, "mode": self.mode, "status": self.status,
                 "error": self.error, "counts": {t: c.as_dict() for t, c in self.counts.items()},
-                "warnings": self.warnings}
+                "warnings": self.warnings, "findings": self.findings}
 
 
 @dataclass
@@ -64,6 +66,8 @@ class RunContext:
     progress: Progress | None = None
     rejects: list[Reject] = field(default_factory=list)
     rejected: int = 0
+    narrowed: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
     last_renewal: float = field(default_factory=time.monotonic)
 
 
@@ -88,11 +92,12 @@ def run_sync(settings: Settings, connector: Connector, mode: str = "incremental"
 def _run_with_retries(replica: Engine, context: RunContext) -> RunResult:
     attempts = context.settings.sync.retry_attempts
     for attempt in range(attempts + 1):
-        context.rejects, context.rejected = [], 0
+        context.rejects, context.rejected, context.narrowed, context.findings = [], 0, [], {}
         try:
             counts = _publish(replica, context)
             return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts,
-                             warnings=connector_warnings(context.connector))
+                             warnings=connector_warnings(context.connector),
+                             findings=context.findings)
         except GatewayError as error:
             if isinstance(error, SyncError) and error.retriable and attempt < attempts:
                 time.sleep(_backoff(context.settings.sync.retry_backoff_seconds, attempt))
@@ -125,7 +130,8 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
                                  context.run_id, synced_at, snapshot)
             newest = _stream(context, spec, writer, since)
             if snapshot:
-                writer.delete_vanished(context.settings.sync.shrink_max_share, context.allow_shrink, context.connector.name)
+                writer.delete_vanished(context.settings.sync.shrink_max_share, context.allow_shrink, context.connector.name,
+                                       context.settings.sync.shrink_min_rows)
             moved = cursors.advance(saved.get(spec.name), newest)
             if spec.incremental and moved is not None:
                 cursors.save(connection, context.connector.name, spec.name, moved, context.run_id)
@@ -135,6 +141,7 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
         for writer in writers.values():
             writer.resolve_references()
         _check_reject_share(context, counts)
+        context.findings = _findings(connection, context)
         _finish_run(connection, context, "succeeded", counts, None)
         connection.commit()
     return counts
@@ -186,7 +193,7 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
         if isinstance(item, Tombstone):
             gone.append(item.source_id)
             continue
-        problems = item.problems()
+        problems = item.problems() or writer.sanitizer.too_long(item)
         if problems:
             _reject(context, writer, Reject(spec.table, f"{spec.name} source id {item.source_id}", "; ".join(problems),
                                             source_id=item.source_id))
@@ -212,12 +219,25 @@ def _write(context: RunContext, writer: TableWriter, batch: list[Record]) -> Non
 
 
 def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
+    """Quarantine: the stored row stays, with the rows this run derives from it; unless the
+    rejected values narrow access, which then fails closed (the stored row goes)."""
     writer.counts.rejected += 1
-    if reject.source_id:
+    if reject.source_id and reject.narrows:
+        writer.tombstones([reject.source_id])
+        context.narrowed.append(f"{reject.source_position} ({reject.table} {reject.source_id})")
+    elif reject.source_id:
         writer.keep([reject.source_id])
+    writer.keep_where(reject.keep_rows)
     context.rejected += 1
     if len(context.rejects) < MAX_STORED_REJECTS:
         context.rejects.append(reject)
+
+
+def _findings(connection: Connection, context: RunContext) -> dict[str, Any]:
+    told = getattr(context.connector, "findings", None)  # optional: not every connector has any
+    return run_findings.summary(told() if callable(told) else {}, context.rejects, context.narrowed, connection,
+                                context.connector.source_system,
+                                context.settings.policy.unknown_birth_date == "deny")
 
 
 def _keep_lease(context: RunContext) -> None:
@@ -256,7 +276,7 @@ def _finish_run(connection: Connection, context: RunContext, status: str, counts
     if warnings:  # kept with the run (no column of its own yet): see SyncRun.warnings
         unmapped[RUN_WARNINGS_KEY] = {warning: 1 for warning in warnings}
     connection.execute(update(SyncRun).where(SyncRun.id == context.run_id).values(
-        status=status, finished_at=utcnow(), error=error, unmapped_fields=unmapped,
+        status=status, finished_at=utcnow(), error=error, unmapped_fields=unmapped, findings=context.findings or None,
         counts={name: c.as_dict() for name, c in counts.items()}))
     if context.rejects:
         connection.execute(insert(SyncReject), [

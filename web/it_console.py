@@ -18,6 +18,7 @@ from wtforms.validators import DataRequired, Length
 from gateway.portal import alerts, heartbeat, jobs
 from gateway.replica import freshness
 from gateway.replica.dbtypes import utcnow
+from gateway.replica.run_findings import finding_lines
 from gateway.replica.tables import SyncReject, SyncRun
 from web import context, db
 from web.consoles import ActionForm, role_required
@@ -136,4 +137,5 @@ def it_run(run_id: int) -> ResponseReturnValue:
     rejects = db.replica().scalars(select(SyncReject).where(SyncReject.sync_run_id == run_id).order_by(SyncReject.id).limit(500)).all()
     if context.user().role == "auditor":
         context.record("auditor.view", page="sync_run", run_id=run_id)
-    return render_template("console_run.html", run=run, rejects=rejects, zone=context.settings().zone)
+    return render_template("console_run.html", run=run, rejects=rejects, findings=finding_lines(run.findings),
+                           zone=context.settings().zone)

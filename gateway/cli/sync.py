@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
+from gateway.replica.run_findings import finding_lines
 from gateway.replica.tables import SyncReject, SyncRun
 
 # unresolved: of the rejected, records whose required reference is not in the replica;
@@ -54,6 +55,9 @@ def _summary_table(report: dict[str, Any]) -> str:
     for table, counts in report["counts"].items():
         lines.append(f"  {table:<22}" + "".join(f"{counts.get(k, 0):>12}" for k in COUNT_KEYS))
     lines.extend(f"WARNING: {warning}" for warning in report.get("warnings", []))
+    warned = finding_lines(report.get("findings"))
+    if warned:
+        lines += ["warnings about the source:", *(f"  {line}" for line in warned)]
     return "\n".join(lines)
 
 
@@ -89,8 +93,8 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> None:
     with engine.connect() as connection:
         runs = [_run_dict(row) for row in connection.execute(query).mappings()]
     emit(as_json, {"runs": runs}, "\n".join(
-        f"{r['id']:>6}  {r['connector']:<16} {r['mode']:<12} {r['status']:<10} {r['started_at']}  {r['error'] or ''}"
-        for r in runs) or "no runs yet")
+        f"{r['id']:>6}  {r['connector']:<16} {r['mode']:<12} {r['status']:<10} {r['started_at']}  "
+        f"{len(r['findings'] or {})} findings  {r['error'] or ''}" for r in runs) or "no runs yet")
 
 
 @sync.command()
@@ -110,5 +114,5 @@ def rejects(ctx: Context, run_id: int, as_json: bool) -> None:
 
 
 def _run_dict(row: Any) -> dict[str, Any]:
-    keys = ("id", "connector", "mode", "status", "started_at", "finished_at", "error", "counts")
+    keys = ("id", "connector", "mode", "status", "started_at", "finished_at", "error", "counts", "findings")
     return {key: row[key] for key in keys}

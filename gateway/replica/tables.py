@@ -232,6 +232,10 @@ class SyncRun(ReplicaBase):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     unmapped_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Warnings about the source: what the run read with less than full confidence (unknown
+    # columns, dropped values, odd dates, duplicates, narrowed access, rejects by reason);
+    # see sync.findings. (``warnings`` below are what a connector says of itself.)
+    findings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
 
     @property

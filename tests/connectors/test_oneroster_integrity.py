@@ -106,7 +106,7 @@ def test_an_identical_duplicate_row_counts_once_and_is_reported(tmp_path: Path) 
     c = reader(bundle_with(tmp_path, {"orgs.csv": body}))
     items = read(c, "schools")
     assert [i.source_id for i in items if isinstance(i, Record)] == ["D1", "S1"] and rejects(items) == {}
-    assert c.warnings()["duplicates"] == {"orgs.csv": {"identical": 1, "conflicting": 0}}
+    assert c.findings()["duplicates"] == {"orgs.csv": {"identical": 1, "conflicting": 0}}
 
 
 def test_conflicting_duplicate_rows_are_both_rejected_and_kept(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_unknown_columns_dropped_values_and_nonstandard_dates_are_reported(tmp_p
     c = reader(bundle_with(tmp_path, {"users.csv": "\n".join(users) + "\n", "academicSessions.csv": sessions}))
     for spec in c.streams:
         read(c, spec.name)
-    warnings = c.warnings()
+    warnings = c.findings()
     assert warnings["unknown_columns"] == {"classes.csv": ["vendorcolor"], "users.csv": ["prefferedgivenname"]}
     assert warnings["values_dropped"]["users.csv prefferedgivenname"] == {
         "count": 2, "first": ["users.csv line 2", "users.csv line 3"]}
