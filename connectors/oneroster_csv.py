@@ -41,6 +41,8 @@ class BundleError(FatalSyncError):
 class Bundle:
     """A folder or zip of OneRoster CSV files, driven by its manifest."""
 
+    cheap_rereads = True  # a file read again costs no request: the reader may scan it for duplicates
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.notes: dict[str, FileNotes] = {}  # per file, from its last full read

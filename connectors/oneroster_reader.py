@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from gateway.replica.records import Record, Reject, Tombstone
@@ -54,7 +54,11 @@ DERIVED_FROM_USERS = {"student_guardians": ("student_source_id", "guardian_sourc
 
 
 class RowSource(Protocol):
-    """Where OneRoster rows come from."""
+    """Where OneRoster rows come from.
+
+    A source may also set ``cheap_rereads = True`` (reading a listing again costs nothing,
+    as with files): the reader then scans full listings for duplicate ``sourcedId``s.
+    """
 
     version: str  # "1.1" or "1.2"
     incremental: bool  # whether rows(file, since) can filter by modification time
@@ -99,9 +103,17 @@ class OneRosterReader:
         stream_named(self.streams, stream)
         table, collection = STREAMS[stream][0], self._collection(stream)
         read = self._reader(stream)
-        conflicts, repeats = self._repeats(collection)
+        # Duplicates are looked for in full listings (a delta read asks only for changes), where
+        # reading the listing twice is cheap (files; a REST source says so when it caches).
+        scan = since is None and getattr(self.source, "cheap_rereads", False)
+        conflicts, repeats = self._repeats(collection) if scan else ({}, set())
+        listing: Iterable[tuple[str, Row]] = self.source.rows(collection, since)
+        if stream == "schools":  # orgs are few: read once, so their parent chains need no second listing
+            listing = list(listing)
+            self._indexes["org_parents"] = {row.get("sourcedid", "").strip(): (row.get("parentsourcedid") or "").strip()
+                                            for _, row in listing if ERROR not in row and not one.is_deleted(row)}
         rows = 0
-        for position, row in self.source.rows(collection, since):
+        for position, row in listing:
             rows += 1
             source_id = row.get("sourcedid") or None
             if position in repeats:
@@ -265,7 +277,7 @@ class OneRosterReader:
     def _links(self, seen: set[str]) -> Reader:
         def read(position: str, row: Row) -> Iterator[Item]:
             user, roles = one.required(row, "sourcedid"), self._roles()
-            conflicted = self._repeats("users")[0]
+            conflicted = self._repeats("users")[0] if getattr(self.source, "cheap_rereads", False) else {}
             for agent in one.listed(row, "agentsourcedids"):
                 if agent in conflicted:
                     continue  # that user's own rows are quarantined, with their links
@@ -341,7 +353,7 @@ class OneRosterReader:
 
         def build() -> dict[str, object]:
             if self.source.version == "1.1":
-                conflicted = self._repeats("users")[0]
+                conflicted = self._repeats("users")[0] if getattr(self.source, "cheap_rereads", False) else {}
                 return {row.get("sourcedid", ""): one.role_of(row) or "" for row in self._all("users", True)
                         if row.get("sourcedid", "") not in conflicted}
             roles: dict[str, object] = {}

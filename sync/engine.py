@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from connectors.base import Connector, StreamSpec
 from sync import cursors
 from sync import findings as run_findings
+from sync.quarantine import narrows_access
 from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
 from sync.locks import Lease, sync_lock_name
 
@@ -195,8 +196,9 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
             continue
         problems = item.problems() or writer.sanitizer.too_long(item)
         if problems:
+            narrows = narrows_access(writer.connection, writer.table, writer.source_system, item)
             _reject(context, writer, Reject(spec.table, f"{spec.name} source id {item.source_id}", "; ".join(problems),
-                                            source_id=item.source_id))
+                                            source_id=item.source_id, narrows=narrows))
             continue
         batch.append(item)
         seen += 1

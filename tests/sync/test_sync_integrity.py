@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,11 @@ from sqlalchemy import text
 from gateway.cli import main
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
+from gateway.replica.records import EnrollmentRecord, Record, StudentGuardianRecord
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry
+from connectors.base import Item, StreamSpec
 from sync.engine import RunResult, run_sync
 
 from .conftest import replica_state
@@ -241,3 +246,53 @@ def test_on_the_shared_samples_the_summary_lists_unknown_columns_and_unread_date
     assert result.findings["nonstandard_dates"]["first"] == ["academicSessions.csv line 3 startDate",
                                                              "academicSessions.csv line 3 endDate"]
     assert result.findings["unreadable_dates"] == {"count": 1, "first": ["academicSessions.csv line 3"]}
+
+
+# --- a reject narrows access, never widens it (any connector) --------------------------------
+
+class Listed:
+    """A source of hand-written canonical records: links and enrolments, full each run."""
+
+    name = source_system = "listed"
+
+    def __init__(self, records: dict[str, list[Record]]) -> None:
+        self.records = records
+
+    @property
+    def streams(self) -> tuple[StreamSpec, ...]:
+        return tuple(StreamSpec(name=table, table=table) for table in self.records)
+
+    def iter_records(self, stream: str, since: object) -> Iterator[Item]:
+        yield from self.records[stream]
+
+    def unmapped_fields(self) -> dict[str, Counter[str]]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def link(source_id: str, access: bool, relationship: str = "parent", end: dt.date | None = None) -> StudentGuardianRecord:
+    student, guardian = source_id.split(":")
+    return StudentGuardianRecord(source_id=source_id, student_source_id=student, guardian_source_id=guardian,
+                                 relationship=relationship, portal_access=access, end_date=end)
+
+
+def test_a_rejected_link_or_enrolment_that_narrows_access_applies_it_and_one_that_widens_keeps_the_old_row(
+        instance: Settings) -> None:
+    first = {"student_guardians": [link("S1:G1", True), link("S1:G2", True), link("S2:G3", False)],
+             "enrollments": [EnrollmentRecord(source_id="E1", student_source_id="S1")]}
+    assert run_sync(instance, Listed(first), "full").status == "succeeded"
+    too_long = "stepfather-in-law-and-legal-guardian"  # 36 characters: the column holds 32
+    second = {"student_guardians": [link("S1:G1", False, too_long),  # access taken away: applied
+                                    link("S1:G2", True, too_long),  # no change to access: kept as stored
+                                    link("S2:G3", True, too_long)],  # access granted: not applied
+              "enrollments": [EnrollmentRecord(source_id="E1", student_source_id="S1", exit_date=dt.date(2026, 11, 1),
+                                               grade_level="twelfth-grade-honours")]}
+    result = run_sync(instance, Listed(second), "full")
+    assert result.status == "succeeded"
+    assert rows(instance, "SELECT source_id, portal_access, relationship FROM student_guardians ORDER BY 1") == [
+        ("S1:G2", True, "parent"), ("S2:G3", False, "parent")]
+    assert rows(instance, "SELECT source_id FROM enrollments") == []
+    assert result.findings["access_narrowed"] == {"count": 2, "first": [
+        "student_guardians source id S1:G1 (student_guardians S1:G1)", "enrollments source id E1 (enrollments E1)"]}
