@@ -260,12 +260,15 @@ class OneRosterReader:
         position_of_birth, born = self._birth_dates().get(user, ("", ""))
         if nonstandard_date(born):
             self._odd_dates[f"{position_of_birth} birthDate"] = None
+        school = one.text(row, "primaryorgsourcedid") or one.first(row, "orgsourcedids") or self._role_orgs().get(user)
         try:
             birth = one.parse_date(born, "demographics birthDate")
-        except ValueError:
+        except ValueError as exc:
             self._bad_dates[f"{position_of_birth} birthDate"] = None
-            raise
-        school = one.text(row, "primaryorgsourcedid") or one.first(row, "orgsourcedids") or self._role_orgs().get(user)
+            reason = str(exc).replace(f" {born!r}", "")  # a birth date is not repeated in rejects
+            yield Reject("students", position, f"{reason} ({position_of_birth})", payload_hash(position, position_of_birth),
+                         user, unknown_birth_date=one.student(row, None, school))
+            return
         yield one.student(row, birth, school)
 
     def _guardian(self, position: str, row: Row) -> Iterator[Item]:

@@ -224,7 +224,12 @@ def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
     """Quarantine: the stored row stays, with the rows this run derives from it; unless the
     rejected values narrow access, which then fails closed (the stored row goes)."""
     writer.counts.rejected += 1
-    if reject.source_id and reject.narrows:
+    fallback = reject.unknown_birth_date
+    if (fallback is not None and context.settings.policy.unknown_birth_date == "deny"
+            and not fallback.problems() and not writer.sanitizer.too_long(fallback)):
+        writer.write([fallback])  # unknown is refused: narrower than any stored date
+        context.narrowed.append(f"{reject.source_position} (birth date of {reject.source_id} now unknown)")
+    elif reject.source_id and reject.narrows:
         writer.tombstones([reject.source_id])
         context.narrowed.append(f"{reject.source_position} ({reject.table} {reject.source_id})")
     elif reject.source_id:

@@ -249,6 +249,9 @@ class Reject:
     # The rejected values would narrow access (an enrolment that now ends, a link that now
     # grants less): the stored row is removed rather than kept, so access fails closed.
     narrows: bool = False
+    # The record with its unreadable birth date left unknown: applied instead of keeping the
+    # stored row where the policy refuses unknown birth dates (then unknown is the narrower).
+    unknown_birth_date: Record | None = None
 
 
 @functools.cache

@@ -296,3 +296,33 @@ def test_a_rejected_link_or_enrolment_that_narrows_access_applies_it_and_one_tha
     assert rows(instance, "SELECT source_id FROM enrollments") == []
     assert result.findings["access_narrowed"] == {"count": 2, "first": [
         "student_guardians source id S1:G1 (student_guardians S1:G1)", "enrollments source id E1 (enrollments E1)"]}
+
+
+def test_students_without_a_birth_date_are_counted_with_the_parents_left_without_access(
+        instance: Settings, tmp_path: Path) -> None:
+    folder = copy_of(tmp_path)
+    demographics = (folder / "demographics.csv").read_text().splitlines()
+    (folder / "demographics.csv").write_text("\n".join(demographics[:2]) + "\n")  # U-ANA's only
+    # U-BEN and U-CAL have none; P-EMEKA and R-IFE are linked to U-BEN alone, P-ROSA to U-ANA too.
+    result = sync(instance, folder)
+    assert result.warnings["students_without_birth_date"] == {"students": 2, "parents_without_access": 2}
+    lenient = dataclasses.replace(instance, policy=dataclasses.replace(instance.policy, unknown_birth_date="under_18"))
+    assert "students_without_birth_date" not in sync(lenient, folder).warnings
+
+
+def test_an_unreadable_birth_date_fails_closed_where_unknown_dates_are_refused_and_keeps_the_old_one_elsewhere(
+        instance: Settings, tmp_path: Path) -> None:
+    assert sync(instance, FIXTURES / "district-1p1").status == "succeeded"
+    folder = copy_of(tmp_path)
+    (folder / "demographics.csv").write_text((folder / "demographics.csv").read_text().replace("2010-03-14", "1/05/2010"))
+    lenient = dataclasses.replace(instance, policy=dataclasses.replace(instance.policy, unknown_birth_date="under_18"))
+    kept = sync(lenient, folder)  # unknown would count as under 18 there: keeping the stored date is the narrower
+    assert rows(instance, "SELECT birth_date IS NULL FROM students WHERE source_id = 'U-ANA'") == [(False,)]
+    assert "access_narrowed" not in kept.warnings
+    narrowed = sync(instance, folder)  # the default policy refuses unknown birth dates: unknown is the narrower
+    assert rows(instance, "SELECT birth_date IS NULL FROM students WHERE source_id = 'U-ANA'") == [(True,)]
+    assert narrowed.warnings["access_narrowed"] == {
+        "count": 1, "first": ["users.csv line 2 (birth date of U-ANA now unknown)"]}
+    assert narrowed.warnings["unreadable_dates"] == {"count": 1, "first": ["demographics.csv line 2 birthDate"]}
+    (reason,) = [r for r in narrowed.warnings["rejects_by_reason"]["students"]]
+    assert reason == "demographics birthDate is ambiguous (day and month could be either way) (demographics.csv line 2)"
