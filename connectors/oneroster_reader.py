@@ -107,6 +107,8 @@ class OneRosterReader:
         # reading the listing twice is cheap (files; a REST source says so when it caches).
         scan = since is None and getattr(self.source, "cheap_rereads", False)
         conflicts, repeats = self._repeats(collection) if scan else ({}, set())
+        if collection == "users":
+            conflicts = {**self._role_conflicts(), **conflicts}
         listing: Iterable[tuple[str, Row]] = self.source.rows(collection, since)
         if stream == "schools":  # orgs are few: read once, so their parent chains need no second listing
             listing = list(listing)
@@ -128,10 +130,11 @@ class OneRosterReader:
                     raise ValueError(convert.NUL_REFUSED)
                 yield from read(position, row)
             except ValueError as exc:
-                if "not a date" in str(exc) or "ambiguous" in str(exc):
+                bad_date = "not a date" in str(exc) or "ambiguous" in str(exc)
+                if bad_date:
                     self._bad_dates[position] = None
                 yield Reject(table, position, str(exc), payload_hash(sorted(row.items())), source_id,
-                             narrows=stream == "enrollments" and self._ends(row))
+                             narrows=bad_date and stream == "enrollments" and self._ends(row))
         unknown = [f for f in self.source.fields(collection) if f and f not in USED.get(collection, "").split()]
         if unknown and rows:
             self._unmapped[stream] = Counter({f"{collection}:{field}": rows for field in unknown})
@@ -280,7 +283,7 @@ class OneRosterReader:
     def _links(self, seen: set[str]) -> Reader:
         def read(position: str, row: Row) -> Iterator[Item]:
             user, roles = one.required(row, "sourcedid"), self._roles()
-            conflicted = self._repeats("users")[0] if getattr(self.source, "cheap_rereads", False) else {}
+            conflicted = self._conflicted_users()
             for agent in one.listed(row, "agentsourcedids"):
                 if agent in conflicted:
                     continue  # that user's own rows are quarantined, with their links
@@ -305,6 +308,9 @@ class OneRosterReader:
             if one.role_of(row) != "student":
                 return
             source_id = one.required(row, "sourcedid")
+            conflict = self._role_conflicts().get(one.text(row, "usersourcedid") or "")
+            if conflict:
+                raise ValueError(conflict)  # a reject naming this role row: its stored enrolment is kept
             if one.is_deleted(row):
                 yield Tombstone("enrollments", source_id, one.modified(row))
                 return
@@ -360,13 +366,34 @@ class OneRosterReader:
                 return {row.get("sourcedid", ""): one.role_of(row) or "" for row in self._all("users", True)
                         if row.get("sourcedid", "") not in conflicted}
             roles: dict[str, object] = {}
+            primary: dict[str, set[str]] = {}
             for primary_pass in (True, False):
                 for row in self._all("roles", True):
                     if (row.get("roletype", "").lower() == "primary") == primary_pass and one.role_of(row):
                         roles.setdefault(row.get("usersourcedid", ""), one.role_of(row))
-            return roles
+                        if primary_pass:
+                            primary.setdefault(row.get("usersourcedid", ""), set()).add(one.role_of(row) or "")
+            conflicts = {user: f"user {user} has the primary roles {' and '.join(sorted(kinds))} in roles.csv: "
+                               "none is applied, the stored rows are kept"
+                         for user, kinds in primary.items()
+                         if "student" in kinds and kinds & set(one.GUARDIAN_ROLES)}
+            self._indexes["role_conflicts"] = conflicts  # type: ignore[assignment]
+            return {user: role for user, role in roles.items() if user not in conflicts}
 
         return self._index("roles", build)  # type: ignore[return-value]
+
+    def _role_conflicts(self) -> dict[str, str]:
+        """1.2: users whose primary roles make them both a student and a parent, with why."""
+        if self.source.version != "1.2":
+            return {}
+        self._roles()
+        return self._indexes.get("role_conflicts", {})  # type: ignore[return-value]
+
+    def _conflicted_users(self) -> dict[str, str]:
+        found = dict(self._role_conflicts())
+        if getattr(self.source, "cheap_rereads", False):
+            found.update(self._repeats("users")[0])
+        return found
 
     def _role_orgs(self) -> dict[str, str]:
         if self.source.version != "1.2":

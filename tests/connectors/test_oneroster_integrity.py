@@ -168,3 +168,20 @@ def test_unknown_columns_dropped_values_and_nonstandard_dates_are_reported(tmp_p
         "count": 2, "first": ["users.csv line 2", "users.csv line 3"]}
     assert warnings["nonstandard_dates"] == {
         "count": 2, "first": ["academicSessions.csv line 2 endDate", "academicSessions.csv line 3 startDate"]}
+
+
+def test_a_user_with_primary_roles_student_and_parent_is_rejected_in_every_stream(tmp_path: Path) -> None:
+    folder = tmp_path / "delta"
+    shutil.copytree(FIXTURES / "delta-1p2", folder)
+    with (folder / "roles.csv").open("a") as out:
+        out.write("RL-ROSA-S,active,2026-11-20T08:15:00.000Z,P-ROSA,primary,student,2026-08-24,,S1,\n"
+                  "RL-ANA-P,active,2026-11-20T08:15:00.000Z,U-ANA,primary,parent,,,S1,\n")
+    c = reader(folder)
+    students, guardians = read(c, "students"), read(c, "guardians")
+    assert ids(students) == set() and ids(guardians) == set()
+    assert {r.source_id for r in students if isinstance(r, Reject)} >= {"U-ANA", "P-ROSA"}
+    assert rejects(guardians)["users.csv line 4"] == ("user P-ROSA has the primary roles parent and student in roles.csv: "
+                                                     "none is applied, the stored rows are kept")
+    enrolments = read(c, "enrollments")
+    assert {r.source_id for r in enrolments if isinstance(r, Reject)} == {"RL-ANA", "RL-ROSA-S"}
+    assert not any(r.narrows for r in enrolments if isinstance(r, Reject))
