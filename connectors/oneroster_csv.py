@@ -3,8 +3,10 @@
 The manifest decides which files are read and whether each is a bulk snapshot (the whole
 truth: what is missing is gone) or a delta (changes and ``tobedeleted`` tombstones).
 Headers are matched by name, case-insensitively; a BOM and unknown or blank columns are
-tolerated (unknown ones reported by name). A bad row becomes a reject naming its file and
-line; a bad file (no manifest, not UTF-8, a truncated zip) stops with a clear error.
+tolerated (unknown ones reported by name). A bad row (more fields than the header, or
+fewer than it names) becomes a reject naming its file and line; a bad file (no manifest,
+not UTF-8, a truncated zip, a member failing its checksum, a last row cut short) stops
+with a clear error, so nothing of it is applied.
 No ``password`` column is ever read into a record.
 """
 
@@ -151,7 +153,8 @@ class _Lines:
     """The lines handed to ``csv.reader``, with the raw text of the record being read."""
 
     def __init__(self, handle: IO[str]) -> None:
-        self.handle, self.raw = handle, []  # type: list[str]
+        self.handle = handle
+        self.raw: list[str] = []
 
     def __iter__(self) -> _Lines:
         return self
