@@ -9,6 +9,7 @@ same district read from files or from an API yields the same records.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
@@ -172,8 +173,8 @@ class OneRosterReader:
         """(conflicting source ids with why, positions of identical repeats), from a full listing."""
 
         def build() -> dict[str, object]:
-            first: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
-            lines: dict[str, list[str]] = {}
+            first: dict[str, tuple[str, bytes]] = {}  # a row's position and a 16-byte digest: flat memory
+            lines: dict[str, list[str]] = {}  # only for ids seen more than once
             conflicting: set[str] = set()
             repeats: set[str] = set()
             counts: Counter[str] = Counter()
@@ -181,11 +182,12 @@ class OneRosterReader:
                 key = row.get("sourcedid", "").strip()
                 if not key or ERROR in row:
                     continue
-                shape = tuple(sorted((k, v.strip()) for k, v in row.items() if k not in ("datelastmodified",)))
-                lines.setdefault(key, []).append(position)
+                digest = _digest(row)
                 if key not in first:
-                    first[key] = (position, shape)
-                elif first[key][1] == shape:
+                    first[key] = (position, digest)
+                    continue
+                lines.setdefault(key, [first[key][0]]).append(position)
+                if first[key][1] == digest:
                     repeats.add(position)
                     counts["identical"] += 1
                 else:
@@ -440,6 +442,12 @@ class OneRosterReader:
             return iter(())
         return (row for _, row in self.source.rows(collection)
                 if ERROR not in row and (deleted_too or not one.is_deleted(row)))
+
+
+def _digest(row: Row) -> bytes:
+    """A row's values (its modification time aside) as 16 bytes, to tell repeats from conflicts."""
+    shape = sorted((k, v.strip()) for k, v in row.items() if k != "datelastmodified")
+    return hashlib.blake2b(repr(shape).encode(), digest_size=16).digest()
 
 
 def _positions(found: dict[str, None]) -> dict[str, object]:

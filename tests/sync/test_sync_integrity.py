@@ -18,7 +18,7 @@ from sqlalchemy import text
 from gateway.cli import main
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
-from gateway.replica.records import EnrollmentRecord, Record, StudentGuardianRecord
+from gateway.replica.records import EnrollmentRecord, GuardianRecord, Record, StudentGuardianRecord, StudentRecord
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry
@@ -280,11 +280,14 @@ def link(source_id: str, access: bool, relationship: str = "parent", end: dt.dat
 
 def test_a_rejected_link_or_enrolment_that_narrows_access_applies_it_and_one_that_widens_keeps_the_old_row(
         instance: Settings) -> None:
-    first = {"student_guardians": [link("S1:G1", True), link("S1:G2", True), link("S2:G3", False)],
+    people = {"students": [StudentRecord(source_id=s, given_name="Kid", family_name=s) for s in ("S1", "S2")],
+              "guardians": [GuardianRecord(source_id=g, given_name="Pat", family_name=g) for g in ("G1", "G2", "G3")]}
+    first = {**people, "student_guardians": [link("S1:G1", True), link("S1:G2", True), link("S2:G3", False)],
              "enrollments": [EnrollmentRecord(source_id="E1", student_source_id="S1")]}
     assert run_sync(instance, Listed(first), "full").status == "succeeded"
     too_long = "stepfather-in-law-and-legal-guardian"  # 36 characters: the column holds 32
-    second = {"student_guardians": [link("S1:G1", False, too_long),  # access taken away: applied
+    second = {**people,
+              "student_guardians": [link("S1:G1", False, too_long),  # access taken away: applied
                                     link("S1:G2", True, too_long),  # no change to access: kept as stored
                                     link("S2:G3", True, too_long)],  # access granted: not applied
               "enrollments": [EnrollmentRecord(source_id="E1", student_source_id="S1", exit_date=dt.date(2026, 11, 1),
