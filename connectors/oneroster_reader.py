@@ -87,6 +87,7 @@ class OneRosterReader:
         self._indexes: dict[str, dict[str, object]] = {}
         self._odd_dates: dict[str, None] = {}  # "position field", in order, once each
         self._bad_dates: dict[str, None] = {}
+        self._bad_modified: dict[str, None] = {}
         self._duplicates: dict[str, Counter[str]] = {}
 
     @property
@@ -148,6 +149,7 @@ class OneRosterReader:
             "values_dropped": {label: p.as_dict() for n in notes.values() for label, p in sorted(n.dropped.items())},
             "nonstandard_dates": _positions(self._odd_dates),
             "unreadable_dates": _positions(self._bad_dates),
+            "unreadable_modification_times": _positions(self._bad_modified),
             "duplicates": merged_duplicates(self._duplicates),
         }
         return {key: value for key, value in found.items() if value}
@@ -163,6 +165,8 @@ class OneRosterReader:
     def _note_dates(self, position: str, row: Row) -> None:
         for label in dates_in(row):
             self._odd_dates[f"{position} {label}"] = None
+        if one.text(row, "datelastmodified") and one.modified(row) is None:
+            self._bad_modified[position] = None  # the record loads, its modification time unknown
 
     @staticmethod
     def _ends(row: Row) -> bool:

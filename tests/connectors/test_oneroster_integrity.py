@@ -185,3 +185,11 @@ def test_a_user_with_primary_roles_student_and_parent_is_rejected_in_every_strea
     enrolments = read(c, "enrollments")
     assert {r.source_id for r in enrolments if isinstance(r, Reject)} == {"RL-ANA", "RL-ROSA-S"}
     assert not any(r.narrows for r in enrolments if isinstance(r, Reject))
+
+
+def test_an_unreadable_date_last_modified_loads_the_record_and_is_listed(tmp_path: Path) -> None:
+    body = ("sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n"
+            "D1,,,Maple District,district,MD,\nS1,active,not-a-time,Maple High School,school,MHS,D1\n")
+    c = reader(bundle_with(tmp_path, {"orgs.csv": body}))
+    assert ids(read(c, "schools")) == {"D1", "S1"}
+    assert c.warnings()["unreadable_modification_times"] == {"count": 1, "first": ["orgs.csv line 3"]}
