@@ -9,6 +9,7 @@ Counts and positions only: never a value.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -20,13 +21,21 @@ from gateway.replica.records import Reject
 from gateway.replica.schema import canonical_tables, storage
 
 REASONS_PER_TABLE = 20
+QUOTED = re.compile(r"'[^']*'")
 
 
 def rejects_by_reason(rejects: Iterable[Reject]) -> dict[str, dict[str, int]]:
+    """Per table, how many rejects gave each reason; quoted values and the record's own id
+    are left out, so one reason of many rows counts as one (and no value is repeated)."""
     by_table: dict[str, Counter[str]] = {}
     for reject in rejects:
-        by_table.setdefault(reject.table, Counter())[reject.reason] += 1
+        by_table.setdefault(reject.table, Counter())[_general(reject)] += 1
     return {table: dict(counts.most_common(REASONS_PER_TABLE)) for table, counts in sorted(by_table.items())}
+
+
+def _general(reject: Reject) -> str:
+    reason = QUOTED.sub("'…'", reject.reason)
+    return reason.replace(reject.source_id, "…") if reject.source_id else reason
 
 
 def unresolved_references(connection: Connection, source_system: str) -> dict[str, int]:

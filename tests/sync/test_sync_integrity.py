@@ -130,7 +130,7 @@ def test_a_user_id_reused_as_a_student_keeps_the_parent_and_links_and_inserts_no
     assert result.counts["guardians"].deleted == 0 and result.counts["student_guardians"].deleted == 0
     assert result.findings["duplicates"] == {"users.csv": {"identical": 0, "conflicting": 1}}
     reasons = result.findings["rejects_by_reason"]["guardians"]
-    assert any("P-ROSA appears 2 times with different values (lines 5, 11)" in reason for reason in reasons)
+    assert any("sourcedId … appears 2 times with different values (lines 5, 11)" in reason for reason in reasons)
 
 
 def test_an_identical_duplicate_row_changes_nothing_and_is_counted(instance: Settings, tmp_path: Path) -> None:
@@ -308,9 +308,9 @@ def test_students_without_a_birth_date_are_counted_with_the_parents_left_without
     (folder / "demographics.csv").write_text("\n".join(demographics[:2]) + "\n")  # U-ANA's only
     # U-BEN and U-CAL have none; P-EMEKA and R-IFE are linked to U-BEN alone, P-ROSA to U-ANA too.
     result = sync(instance, folder)
-    assert result.warnings["students_without_birth_date"] == {"students": 2, "parents_without_access": 2}
+    assert result.findings["students_without_birth_date"] == {"students": 2, "parents_without_access": 2}
     lenient = dataclasses.replace(instance, policy=dataclasses.replace(instance.policy, unknown_birth_date="under_18"))
-    assert "students_without_birth_date" not in sync(lenient, folder).warnings
+    assert "students_without_birth_date" not in sync(lenient, folder).findings
 
 
 def test_an_unreadable_birth_date_fails_closed_where_unknown_dates_are_refused_and_keeps_the_old_one_elsewhere(
@@ -321,11 +321,24 @@ def test_an_unreadable_birth_date_fails_closed_where_unknown_dates_are_refused_a
     lenient = dataclasses.replace(instance, policy=dataclasses.replace(instance.policy, unknown_birth_date="under_18"))
     kept = sync(lenient, folder)  # unknown would count as under 18 there: keeping the stored date is the narrower
     assert rows(instance, "SELECT birth_date IS NULL FROM students WHERE source_id = 'U-ANA'") == [(False,)]
-    assert "access_narrowed" not in kept.warnings
+    assert "access_narrowed" not in kept.findings
     narrowed = sync(instance, folder)  # the default policy refuses unknown birth dates: unknown is the narrower
     assert rows(instance, "SELECT birth_date IS NULL FROM students WHERE source_id = 'U-ANA'") == [(True,)]
-    assert narrowed.warnings["access_narrowed"] == {
+    assert narrowed.findings["access_narrowed"] == {
         "count": 1, "first": ["users.csv line 2 (birth date of U-ANA now unknown)"]}
-    assert narrowed.warnings["unreadable_dates"] == {"count": 1, "first": ["demographics.csv line 2 birthDate"]}
-    (reason,) = [r for r in narrowed.warnings["rejects_by_reason"]["students"]]
+    assert narrowed.findings["unreadable_dates"] == {"count": 1, "first": ["demographics.csv line 2 birthDate"]}
+    (reason,) = [r for r in narrowed.findings["rejects_by_reason"]["students"]]
     assert reason == "demographics birthDate is ambiguous (day and month could be either way) (demographics.csv line 2)"
+
+
+def test_rejects_by_reason_count_one_reason_of_many_rows_once_without_their_values(
+        instance: Settings, tmp_path: Path) -> None:
+    folder = copy_of(tmp_path)
+    (folder / "academicSessions.csv").write_text(
+        "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear\n"
+        "T1,,,One,term,2027-19-01,2027-06-04,,2027\nT2,,,Two,term,2027-02-31,2027-06-04,,2027\n"
+        "T3,,,Three,holiday,2027-01-04,2027-06-04,,2027\n")
+    result = sync(instance, folder)
+    assert result.findings["rejects_by_reason"]["terms"] == {
+        "startDate '…' is not a date": 2,
+        "type '…' is not one of schoolYear, semester, term, gradingPeriod": 1}
