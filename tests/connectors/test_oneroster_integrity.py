@@ -192,4 +192,4 @@ def test_an_unreadable_date_last_modified_loads_the_record_and_is_listed(tmp_pat
             "D1,,,Maple District,district,MD,\nS1,active,not-a-time,Maple High School,school,MHS,D1\n")
     c = reader(bundle_with(tmp_path, {"orgs.csv": body}))
     assert ids(read(c, "schools")) == {"D1", "S1"}
-    assert c.warnings()["unreadable_modification_times"] == {"count": 1, "first": ["orgs.csv line 3"]}
+    assert c.findings()["unreadable_modification_times"] == {"count": 1, "first": ["orgs.csv line 3"]}

@@ -216,9 +216,9 @@ def test_the_run_list_and_run_page_show_the_runs_warnings(district_app: Flask, d
     it, _ = staff_client(district_app, district[0], "warned.it", "it")
     page = it.get("/it/runs/1").get_data(as_text=True)
     # The demo district has students whose SIS sends no birth date, refused under the default policy.
-    assert "<h2>Warnings</h2>" in page and "<li>students without birth date: students: " in page
+    assert "<h2>Warnings about the source</h2>" in page and "<li>students without birth date: students: " in page
     home = it.get("/it").get_data(as_text=True)
-    assert '<th scope="col">Warnings</th>' in home
+    assert '<th scope="col">Warnings about the source</th>' in home
 
 
 def test_the_access_log_filters_and_exports_csv(district_app: Flask, district: tuple[Settings, DemoSummary],
