@@ -28,7 +28,7 @@ def test_init_creates_owner_only_keys_and_both_databases(tmp_path: Path, cli: Cl
     assert sorted(report["keys_created"]) == ["audit", "blind_index", "field", "flask", "row_hash"]
     for name in report["keys_created"]:
         assert (tmp_path / "inst" / "keys" / name).stat().st_mode & 0o777 == 0o600
-    assert report["revisions"] == {"replica": "0001", "portal": "0010"}
+    assert report["revisions"] == {"replica": "0003", "portal": "0010"}
 
 
 def test_init_twice_keeps_the_existing_keys(tmp_path: Path, cli: CliRunner) -> None:
@@ -43,7 +43,7 @@ def test_db_status_reports_each_database_up_to_date(tmp_path: Path, cli: CliRunn
     cli.invoke(main, ["init", "--dir", str(tmp_path)])
     result = cli.invoke(main, ["--config", str(tmp_path / "gateway.toml"), "db", "status", "--json"])
     report = json.loads(result.output)
-    assert report["replica"] == {"current": "0001", "head": "0001", "up_to_date": True}
+    assert report["replica"] == {"current": "0003", "head": "0003", "up_to_date": True}
     assert report["portal"]["up_to_date"] is True
 
 
