@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class RunContext:
     rejects: list[Reject] = field(default_factory=list)
     rejected: int = 0
     narrowed: list[str] = field(default_factory=list)
+    duplicates: dict[str, Counter[str]] = field(default_factory=dict)
     findings: dict[str, Any] = field(default_factory=dict)
     last_renewal: float = field(default_factory=time.monotonic)
 
@@ -94,6 +96,7 @@ def _run_with_retries(replica: Engine, context: RunContext) -> RunResult:
     attempts = context.settings.sync.retry_attempts
     for attempt in range(attempts + 1):
         context.rejects, context.rejected, context.narrowed, context.findings = [], 0, [], {}
+        context.duplicates = {}
         try:
             counts = _publish(replica, context)
             return RunResult(context.run_id, context.connector.name, context.mode, "succeeded", counts,
@@ -216,8 +219,31 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
 
 
 def _write(context: RunContext, writer: TableWriter, batch: list[Record]) -> None:
-    for reject in writer.write(batch):  # a reference to a row the replica lacks: set aside, old row kept
+    for reject in writer.write(_once_each(context, writer, batch)):  # a reference the replica lacks: old row kept
         _reject(context, writer, reject)
+
+
+def _once_each(context: RunContext, writer: TableWriter, batch: list[Record]) -> list[Record]:
+    """A source id twice in a batch: identical records count once (as duplicates); records
+    that disagree are all rejected and the stored row kept, never "the last wins"."""
+    by_id: dict[str, list[Record]] = {}
+    for record in batch:
+        by_id.setdefault(record.source_id, []).append(record)
+    if len(by_id) == len(batch):
+        return batch
+    kept = []
+    counts = context.duplicates.setdefault(writer.table.name, Counter())
+    for source_id, records in by_id.items():
+        if all(record == records[0] for record in records[1:]):
+            counts["identical"] += len(records) - 1
+            kept.append(records[0])
+            continue
+        counts["conflicting"] += 1
+        for record in records:
+            _reject(context, writer, Reject(writer.table.name, f"{writer.table.name} source id {source_id}",
+                                            f"source id {source_id} came {len(records)} times with different values: "
+                                            "none is applied, the stored row is kept", source_id=source_id))
+    return kept
 
 
 def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
@@ -227,7 +253,7 @@ def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
     fallback = reject.unknown_birth_date
     if (fallback is not None and context.settings.policy.unknown_birth_date == "deny"
             and not fallback.problems() and not writer.sanitizer.too_long(fallback)):
-        writer.write([fallback])  # unknown is refused: narrower than any stored date
+        _write(context, writer, [fallback])  # unknown is refused: narrower than any stored date
         context.narrowed.append(f"{reject.source_position} (birth date of {reject.source_id} now unknown)")
     elif reject.source_id and reject.narrows:
         writer.tombstones([reject.source_id])
@@ -242,7 +268,11 @@ def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:
 
 def _findings(connection: Connection, context: RunContext) -> dict[str, Any]:
     told = getattr(context.connector, "findings", None)  # optional: not every connector has any
-    return run_findings.summary(told() if callable(told) else {}, context.rejects, context.narrowed, connection,
+    found = dict(told()) if callable(told) else {}
+    batched = {table: {"identical": c["identical"], "conflicting": c["conflicting"]} for table, c in context.duplicates.items()}
+    if batched:
+        found["duplicates"] = {**found.get("duplicates", {}), **batched}
+    return run_findings.summary(found, context.rejects, context.narrowed, connection,
                                 context.connector.source_system,
                                 context.settings.policy.unknown_birth_date == "deny")
 

@@ -342,3 +342,18 @@ def test_rejects_by_reason_count_one_reason_of_many_rows_once_without_their_valu
     assert result.findings["rejects_by_reason"]["terms"] == {
         "startDate '…' is not a date": 2,
         "type '…' is not one of schoolYear, semester, term, gradingPeriod": 1}
+
+
+def test_any_connector_sending_one_id_twice_counts_an_identical_repeat_once_and_rejects_a_conflict(
+        instance: Settings) -> None:
+    def kid(source_id: str, family: str) -> StudentRecord:
+        return StudentRecord(source_id=source_id, given_name="Kid", family_name=family)
+
+    assert run_sync(instance, Listed({"students": [kid("S1", "One"), kid("S2", "Two")]}), "full").status == "succeeded"
+    again = Listed({"students": [kid("S1", "One"), kid("S2", "Deux"), kid("S1", "One"), kid("S2", "Zwei")]})
+    result = run_sync(instance, again, "full")
+    assert rows(instance, "SELECT source_id, family_name FROM students ORDER BY 1") == [("S1", "One"), ("S2", "Two")]
+    assert result.findings["duplicates"] == {"students": {"identical": 1, "conflicting": 1}}
+    assert result.counts["students"].rejected == 2 and result.counts["students"].deleted == 0
+    assert result.findings["rejects_by_reason"]["students"] == {
+        "source id … came 2 times with different values: none is applied, the stored row is kept": 2}
