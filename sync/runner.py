@@ -39,6 +39,7 @@ class RunResult:
     counts: Mapping[str, TableCounts] = field(default_factory=dict)
     error: GatewayError | None = None
     warnings: tuple[str, ...] = ()  # what the connector asks IT to know even when the run succeeded
+    findings: Mapping[str, Any] = field(default_factory=dict)  # warnings about the source (sync.findings)
 
     @property
     def succeeded(self) -> bool:
@@ -60,7 +61,8 @@ class RunResult:
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "connector": self.connector, "mode": self.mode, "status": self.status,
                 "error": str(self.error) if self.error else None,
-                "counts": {table: c.as_dict() for table, c in self.counts.items()}, "warnings": list(self.warnings)}
+                "counts": {table: c.as_dict() for table, c in self.counts.items()}, "warnings": list(self.warnings),
+                "findings": dict(self.findings)}
 
 
 def run_sync(settings: Settings, connector_name: str, *, full: bool, allow_shrink: bool = False,
@@ -84,4 +86,5 @@ def run_sync(settings: Settings, connector_name: str, *, full: bool, allow_shrin
         return RunResult(connector_name, mode, "failed", error=error)
     finally:
         connector.close()
-    return RunResult(connector_name, mode, "succeeded", done.run_id, dict(done.counts), warnings=tuple(done.warnings))
+    return RunResult(connector_name, mode, "succeeded", done.run_id, dict(done.counts), warnings=tuple(done.warnings),
+                     findings=dict(done.findings))

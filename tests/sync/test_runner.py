@@ -132,7 +132,7 @@ def test_the_engine_retries_only_what_is_retriable(synced: Settings, error: Gate
 def test_the_result_reads_the_same_in_json_as_before(synced: Settings) -> None:
     result: RunResult = run_sync(synced, CONNECTOR, full=True)
     report = result.as_dict()
-    assert sorted(report) == ["connector", "counts", "error", "mode", "run_id", "status", "warnings"]
+    assert sorted(report) == ["connector", "counts", "error", "findings", "mode", "run_id", "status", "warnings"]
     assert report["warnings"] == []
     assert report["counts"]["students"] == {"inserted": 120, "updated": 0, "deleted": 0, "unchanged": 0, "rejected": 0,
                                             "unresolved": 0, "null_cursor": 0}
