@@ -13,19 +13,29 @@ from typing import Any
 
 import click
 
-from gateway.errors import GatewayError
+from click.core import ParameterSource
+
+from gateway.errors import ConfigError, GatewayError
 from gateway.settings import Settings, load_settings
+
+# Without a config, settings would default to SQLite files in the current folder, and the
+# first command would quietly create databases there: every command but init and demo refuses.
+NO_CONFIG_HINT = ("pass --config PATH or set GATEWAY_CONFIG; `gateway init --dir DIR` creates an instance, "
+                  "`gateway demo` a demo one")
 
 
 class Context:
     """What every command shares: the config path, and settings read once on demand."""
 
-    def __init__(self, config: Path | None) -> None:
+    def __init__(self, config: Path | None, config_from_env: bool = False) -> None:
         self.config = config
+        self.config_from_env = config_from_env
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
+        if self.config is None:
+            raise ConfigError("file", "none given", NO_CONFIG_HINT)
         if self._settings is None:
             self._settings = load_settings(self.config)
         return self._settings
@@ -63,7 +73,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
     """Read-only sync gateway over a school district's SIS."""
     # Databases, mail outbox and checkpoint may hold personal data: owner-only files.
     os.umask(0o077)
-    ctx.obj = Context(config)
+    ctx.obj = Context(config, ctx.get_parameter_source("config") is ParameterSource.ENVIRONMENT)
 
 
 def _register() -> None:

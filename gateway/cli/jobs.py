@@ -117,7 +117,6 @@ def scheduler(ctx: Context) -> None:
     """Run the scheduler process (exactly one per deployment; never inside the web app)."""
     from sync.scheduler import GatewayScheduler
 
+    settings = ctx.settings  # its jobs refer to the config file: there must be one
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if ctx.config is None:
-        raise click.UsageError("the scheduler needs --config or GATEWAY_CONFIG (its jobs refer to it)")
-    GatewayScheduler(ctx.settings, str(ctx.config.resolve())).run()
+    GatewayScheduler(settings, str(settings.config_path)).run()

@@ -51,8 +51,13 @@ def rotate(ctx: Context, kind: str, as_json: bool) -> None:
     settings = ctx.settings
     new_ring = _rotate(settings, kind)
     report = {"kind": kind, "active": new_ring.active, "keys": len(new_ring.keys)}
-    emit(as_json, report, f"{kind}: new active key {new_ring.active}; "
-         f"old key(s) kept for reading — `gateway keys prune {kind}` removes them")
+    emit(as_json, report, f"{kind}: new active key {new_ring.active}; {_what_becomes_of_old_keys(kind)}")
+
+
+def _what_becomes_of_old_keys(kind: str) -> str:
+    if kind == "audit":  # never pruned: the old chain segments need them to verify
+        return "old audit keys are kept for good, to verify the older chain segments"
+    return f"old key(s) kept for reading — `gateway keys prune {kind}` removes them"
 
 
 def _rotate(settings: Settings, kind: str) -> KeyRing:

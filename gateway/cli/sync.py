@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from gateway.cli import Context, emit, json_option, pass_context
 from gateway.db import create_rw_engine
+from gateway.errors import GatewayError
 from gateway.replica.run_findings import finding_lines
 from gateway.replica.tables import SyncReject, SyncRun
 
@@ -105,6 +106,8 @@ def rejects(ctx: Context, run_id: int, as_json: bool) -> None:
     """The records run RUN_ID set aside, with where they were and why."""
     engine = create_rw_engine(ctx.settings.replica.url)
     with engine.connect() as connection:
+        if connection.execute(select(SyncRun.id).where(SyncRun.id == run_id)).first() is None:
+            raise GatewayError(f"there is no run {run_id}; `gateway sync history` lists the runs")
         rows = [dict(row) for row in connection.execute(
             select(SyncReject.table_name, SyncReject.source_position, SyncReject.reason, SyncReject.payload_hash)
             .where(SyncReject.sync_run_id == run_id).order_by(SyncReject.id)).mappings()]

@@ -60,10 +60,11 @@ def users() -> None:
 def create(ctx: Context, username: str, role: str, display_name: str, email: str | None, password_file: Path | None,
            as_json: bool) -> None:
     """Create an account (e.g. the first admin: --role admin)."""
+    settings = ctx.settings  # before asking for a password that could not be used
     password = (password_file.read_text(encoding="utf-8").strip() if password_file
                 else click.prompt("Password", hide_input=True, confirmation_prompt=True))
-    with _portal(ctx.settings) as session:
-        user = accounts.create_user(session, ctx.settings, username=username, password=password, role=role,
+    with _portal(settings) as session:
+        user = accounts.create_user(session, settings, username=username, password=password, role=role,
                                     display_name=display_name, email=email)
         session.commit()
         emit(as_json, {"id": user.id, "username": user.username, "role": user.role}, f"created {role} {user.username}")
@@ -191,9 +192,9 @@ def letters(ctx: Context, school: str | None, grade: str | None, students: tuple
     from gateway.portal.letters import issue_letters, select_students
     from web.letters import render
 
+    settings = ctx.settings
     if not (school or grade or students):
         raise ConfigError("letters", "need --school, --grade or --student", "say which students' families to write to")
-    settings = ctx.settings
     with _portal(settings) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
         chosen = select_students(replica, school, grade, list(students))
         batch = issue_letters(portal, replica, settings, chosen, include_students)

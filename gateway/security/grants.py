@@ -17,9 +17,15 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def create_role_sql(role: str) -> list[str]:
+    """Create the role unless it exists, so the script runs again after every upgrade."""
     return [
-        f"CREATE ROLE {quote(role)} LOGIN;  -- then set its password: \\password {role}",
+        f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) "
+        f"THEN CREATE ROLE {quote(role)} LOGIN; END IF; END$$;  -- then set its password: \\password {role}",
     ]
 
 

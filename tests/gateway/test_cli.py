@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -93,3 +96,130 @@ def test_keys_status_never_prints_key_material(tmp_path: Path, cli: CliRunner) -
     result = cli.invoke(main, ["--config", str(tmp_path / "gateway.toml"), "keys", "status", "--json"])
     for key in ring["keys"].values():
         assert key not in result.output
+
+
+# --- with no config: one line saying what to do, and no file left behind ------------------------
+
+# These make an instance or a demo SIS where they are told to; every other command needs a config.
+NEED_NO_CONFIG = {"init", "demo", "demo-sis generate"}
+
+
+def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def required_values(command: click.Command, existing_file: Path) -> list[str]:
+    """Plausible values for a command's required arguments and options, so only the config is missing."""
+    args: list[str] = []
+    for param in command.params:
+        if not param.required:
+            continue
+        if isinstance(param.type, click.Choice):
+            value = str(param.type.choices[0])
+        elif isinstance(param.type, (click.types.IntParamType, click.IntRange)):
+            value = "99"
+        elif isinstance(param.type, click.DateTime):
+            value = "2026-09-01"
+        elif isinstance(param.type, click.Path):
+            value = str(existing_file if param.type.file_okay else existing_file.parent / "out")
+        else:
+            value = "someone"
+        args += [param.opts[0], value] if isinstance(param, click.Option) else [value]
+    return args
+
+
+COMMANDS = [(path, command) for path, command in leaf_commands(main) if " ".join(path) not in NEED_NO_CONFIG]
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(path) for path, _ in COMMANDS])
+def test_every_command_without_a_config_says_in_one_line_what_to_do_and_creates_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: tuple[str, ...], command: click.Command) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "guidelines.txt").write_text("Be kind.\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    result = CliRunner().invoke(main, [*path, *required_values(command, elsewhere / "guidelines.txt")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.splitlines()
+    assert len(lines) == 1, result.output
+    assert "pass --config PATH or set GATEWAY_CONFIG" in lines[0] and "gateway init --dir DIR" in lines[0]
+    assert list(empty.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["guidelines.txt"]
+
+
+def test_the_command_walk_covers_the_database_commands_the_issue_names() -> None:
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"jobs list", "db status", "db upgrade", "sync rejects", "users create", "scheduler"} <= names
+
+
+def test_init_with_dir_and_gateway_config_set_makes_the_new_instance_not_the_configured_one(
+        tmp_path: Path, cli: CliRunner) -> None:
+    cli.invoke(main, ["init", "--dir", str(tmp_path / "first")])
+    first_key = (tmp_path / "first" / "keys" / "field").read_bytes()
+    result = cli.invoke(main, ["init", "--dir", str(tmp_path / "second"), "--json"],
+                        env={"GATEWAY_CONFIG": str(tmp_path / "first" / "gateway.toml")})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["config"] == str(tmp_path / "second" / "gateway.toml")
+    assert len(report["keys_created"]) == 5
+    assert (tmp_path / "second" / "keys" / "field").read_bytes() != first_key
+    assert (tmp_path / "first" / "keys" / "field").read_bytes() == first_key
+
+
+def test_init_with_both_config_and_dir_on_the_command_line_is_refused_creating_nothing(
+        tmp_path: Path, cli: CliRunner) -> None:
+    cli.invoke(main, ["init", "--dir", str(tmp_path / "first")])
+    result = cli.invoke(main, ["--config", str(tmp_path / "first" / "gateway.toml"),
+                               "init", "--dir", str(tmp_path / "second")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert "not both" in result.output
+    assert not (tmp_path / "second").exists()
+
+
+def test_sync_rejects_of_a_run_that_does_not_exist_says_so(tmp_path: Path, cli: CliRunner) -> None:
+    cli.invoke(main, ["init", "--dir", str(tmp_path)])
+    result = cli.invoke(main, ["--config", str(tmp_path / "gateway.toml"), "sync", "rejects", "99"])
+    assert result.exit_code == 1
+    assert result.output == "gateway: there is no run 99; `gateway sync history` lists the runs\n"
+
+
+def commands_named(text: str) -> list[str]:
+    """Every `gateway ...` command quoted in backticks in the text."""
+    return re.findall(r"`gateway ([a-z_ -]+?)`", text)
+
+
+def is_a_command(words: str) -> bool:
+    command: click.Command = main
+    for word in words.split():
+        if not isinstance(command, click.Group):
+            break
+        if word not in command.commands:
+            return False
+        command = command.commands[word]
+    argument = next((p for p in command.params if isinstance(p, click.Argument)), None)
+    given = words.split()[len(words.split()) - 1]
+    return not (argument and isinstance(argument.type, click.Choice) and given not in argument.type.choices)
+
+
+def test_is_a_command_knows_the_keys_that_can_be_pruned() -> None:
+    assert is_a_command("keys prune field")
+    assert not is_a_command("keys prune audit")
+    assert not is_a_command("keys shred field")
+
+
+@pytest.mark.parametrize("kind", ["audit", "flask"])
+def test_keys_rotate_names_only_commands_that_exist(tmp_path: Path, cli: CliRunner, kind: str) -> None:
+    cli.invoke(main, ["init", "--dir", str(tmp_path)])
+    result = cli.invoke(main, ["--config", str(tmp_path / "gateway.toml"), "keys", "rotate", kind])
+    assert result.exit_code == 0, result.output
+    assert all(is_a_command(words) for words in commands_named(result.output)), result.output
+    assert ("`gateway keys prune flask`" in result.output) == (kind == "flask")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -137,3 +139,37 @@ def test_grants_give_select_only_on_every_replica_table(web_role: tuple[str, str
     grants = [line for line in script.splitlines() if line.startswith("GRANT") and " ON TABLE " in line]
     assert len(grants) == 17
     assert all(line.startswith("GRANT SELECT ON TABLE") for line in grants)
+
+
+def drop_role(settings: Settings, role: str) -> None:
+    for database in ("replica", "portal"):
+        owner = create_engine(getattr(settings, database).url, isolation_level="AUTOCOMMIT")
+        with owner.connect() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}"'))
+        owner.dispose()
+    admin = create_engine(make_url(settings.replica.url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP ROLE "{role}"'))
+    admin.dispose()
+
+
+def test_the_grants_script_runs_again_through_psql_as_after_an_upgrade(pg_instance: Settings, cli: CliRunner) -> None:
+    psql = shutil.which("psql") or pytest.skip("psql is not installed (Debian: postgresql-client)")
+    role = f"gw_web_{uuid.uuid4().hex[:8]}"
+    result = cli.invoke(main, ["--config", str(pg_instance.config_path), "db", "grants", "--role", role])
+    assert result.exit_code == 0, result.output
+    url = make_url(pg_instance.portal.url)
+    # As the README says: psql -h HOST -d DATABASE -U OWNER -v ON_ERROR_STOP=1 -f grants.sql
+    command = [psql, "-h", str(url.host), "-p", str(url.port or 5432), "-d", str(url.database),
+               "-U", str(url.username), "-v", "ON_ERROR_STOP=1", "-q", "-f", "-"]
+    try:
+        for _ in range(2):
+            done = subprocess.run(command, input=result.output, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        replica = create_engine(pg_instance.replica.url)
+        with replica.connect() as connection:
+            assert connection.execute(text(f"SELECT has_table_privilege('{role}', 'students', 'SELECT')")).scalar_one()
+            assert not connection.execute(text(f"SELECT has_table_privilege('{role}', 'students', 'UPDATE')")).scalar_one()
+        replica.dispose()
+    finally:
+        drop_role(pg_instance, role)
