@@ -119,5 +119,5 @@ def letters_page() -> ResponseReturnValue:
                                       bool(form.include_students.data), staff_id=context.user().id)
         db.portal().commit()
         context.record("letters.issued", count=len(batch), school=form.school.data, grade=form.grade.data)
-        return letter_pages.render(batch, context.settings())
+        return letter_pages.render(batch, context.settings(), applications.upcoming_training(db.portal()))
     return render_template("console_letters.html", form=form)

@@ -6,20 +6,23 @@ Plain Jinja2 with Babel's catalogs (no request needed), so the staff console and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from babel.dates import format_date
+from babel.dates import format_date, format_datetime
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway.portal.letters import Letter
+from gateway.portal.models import TrainingSession
 from gateway.settings import Settings
 
 HERE = Path(__file__).parent
 
 
-def render(letters: list[Letter], settings: Settings, standalone: bool = False) -> str:
-    """One HTML document; ``standalone`` embeds the print CSS (for a file opened from disk)."""
+def render(letters: list[Letter], settings: Settings, training: Sequence[TrainingSession],
+           standalone: bool = False) -> str:
+    """One HTML document listing the upcoming ``training``; ``standalone`` embeds the print CSS."""
     environment = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
                               extensions=["jinja2.ext.i18n"])
     pages = []
@@ -28,6 +31,8 @@ def render(letters: list[Letter], settings: Settings, standalone: bool = False) 
             Translations.load(str(HERE / "translations"), [letter.language]), newstyle=True)
         pages.append(environment.get_template("letter_page.html").render(
             letter=letter, district=settings.district.name, url=settings.web.public_url.rstrip("/") + "/activate",
-            expires=format_date(letter.expires.astimezone(settings.zone).date(), "long", locale=letter.language)))
+            expires=format_date(letter.expires.astimezone(settings.zone).date(), "long", locale=letter.language),
+            training=[(format_datetime(t.starts_at, "full", tzinfo=settings.zone, locale=letter.language), t)
+                      for t in training]))
     css = (HERE / "static" / "letters.css").read_text(encoding="utf-8") if standalone else None
     return environment.get_template("letters.html").render(pages=pages, district=settings.district.name, css=css)

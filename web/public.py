@@ -20,10 +20,11 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/help")
 def help() -> ResponseReturnValue:
-    from gateway.portal import guidelines
+    from gateway.portal import applications, guidelines
 
     version = guidelines.current(db.portal())
-    return render_template("help.html", guidelines=version.body if version else guidelines.DEFAULT_GUIDELINES)
+    return render_template("help.html", guidelines=version.body if version else guidelines.DEFAULT_GUIDELINES,
+                           training=applications.upcoming_training(db.portal()))
 
 
 @bp.get("/healthz")

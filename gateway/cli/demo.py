@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,7 +40,7 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
     from gateway.cli.serve import run_server
     from sync.runner import run_sync
 
-    settings = prepare_instance(directory)
+    settings = prepare_instance(directory, port)
     upgrade_databases(settings)
     sis = settings.instance_dir / SIS_FILE
     if not sis.exists():
@@ -48,6 +49,7 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
     result.raise_error()
     rows = sum(c.inserted + c.updated + c.unchanged for c in result.counts.values())
     logins = _logins(settings, sis)
+    _training(settings)
     click.echo(f"demo district: {DEMO_DISTRICT}, today pinned to {settings.policy.today}")
     click.echo(f"synced {rows} rows from the demo SIS into the replica (run {result.run_id})")
     _print_logins(logins)
@@ -57,8 +59,8 @@ def demo(ctx: Context, directory: Path, students: int, seed: int, port: int, no_
         run_server(settings, f"127.0.0.1:{port}", workers=2)
 
 
-def prepare_instance(directory: Path) -> Settings:
-    """The demo's config (a pinned today and the demo SIS as its connector) and keys."""
+def prepare_instance(directory: Path, port: int = 8000) -> Settings:
+    """The demo's config (a pinned today, the demo SIS as its connector, the address it serves) and keys."""
     folder = directory.resolve()
     if not (folder / CONFIG_NAME).exists():
         extra = (f'\n[policy]\n# The demo keeps the day it was made, so its dated cases stay as described.\n'
@@ -66,9 +68,33 @@ def prepare_instance(directory: Path) -> Settings:
                  f'[[connectors]]\nname = "{CONNECTOR}"\nkind = "sql"\n'
                  f'url = "sqlite:///{folder / SIS_FILE}"\nmapping = "demo"\n')
         write_config(folder, "demo", DEMO_DISTRICT, DEMO_TIMEZONE, extra=extra)
+    _serve_at(folder / CONFIG_NAME, port)
     settings = load_settings(folder / CONFIG_NAME)
     create_missing_keys(settings)
     return settings
+
+
+def _serve_at(config: Path, port: int) -> None:
+    """Keep the demo's own config at the address it serves, so mails and letters carry it
+    (also the letters the CLI prints later with this config)."""
+    text = config.read_text(encoding="utf-8")
+    web = f'bind = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
+    if "\n[web]\n" not in text:
+        text += f"\n[web]\n# Where the demo serves: `gateway demo --port` changes it.\n{web}"
+    text = re.sub(r'^bind = "[^"\n]*"\npublic_url = "[^"\n]*"\n', web, text, flags=re.M)
+    config.write_text(text, encoding="utf-8")
+
+
+def _training(settings: Settings) -> None:
+    from sqlalchemy.orm import Session
+
+    from gateway.db import create_rw_engine
+    from gateway.demo.accounts import ensure_training
+    from gateway.replica.dbtypes import utcnow
+
+    with Session(create_rw_engine(settings.portal.url)) as session:
+        sessions = ensure_training(session, settings, utcnow())
+        click.echo(f"{len(sessions)} upcoming training session(s), on /help, in letters and in application mails")
 
 
 def _generate_sis(path: Path, students: int, seed: int, today: dt.date) -> None:

@@ -189,6 +189,7 @@ def record(ctx: Context, student: str, source_system: str | None, recorded: dt.d
 def letters(ctx: Context, school: str | None, grade: str | None, students: tuple[str, ...], include_students: bool,
             out_dir: Path, as_json: bool) -> None:
     """Print activation letters (one page per guardian-student link) to an HTML file in OUT."""
+    from gateway.portal.applications import upcoming_training
     from gateway.portal.letters import issue_letters, select_students
     from web.letters import render
 
@@ -200,6 +201,7 @@ def letters(ctx: Context, school: str | None, grade: str | None, students: tuple
         batch = issue_letters(portal, replica, settings, chosen, include_students)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"letters-{school or 'all'}{'-' + grade if grade else ''}-{dt.date.today():%Y%m%d}.html"
-        path.write_text(render(batch, settings, standalone=True), encoding="utf-8")
+        training = upcoming_training(portal)
+        path.write_text(render(batch, settings, training, standalone=True), encoding="utf-8")
         portal.commit()  # the codes exist only once the letters are written
     emit(as_json, {"letters": len(batch), "file": str(path)}, f"{len(batch)} letters written to {path}")

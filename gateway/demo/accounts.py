@@ -22,7 +22,8 @@ from gateway.db import create_ro_engine
 from gateway.replica.tables import Guardian
 from gateway.security.crypto import FieldCipher
 from gateway.security.keys import KeyRing, load_keyring
-from gateway.portal.models import TerminationRequest, User, UserStudent
+from gateway.portal.applications import upcoming_training
+from gateway.portal.models import TerminationRequest, TrainingSession, User, UserStudent
 from gateway.portal.schoolyear import eighteenth_birthday
 from gateway.settings import Settings
 
@@ -157,3 +158,20 @@ def _adult_student(session: Session, services: Services, cases: list[Any], today
 
 def has_accounts(session: Session) -> bool:
     return session.scalars(select(User.id).limit(1)).first() is not None
+
+
+# Two evening sessions, one and two weeks ahead, where the demo has none to come.
+DEMO_TRAINING = (("Parent Portal basics", "Library, Riverbend High School", 7),
+                 ("Parent Portal basics (en español)", "Cafeteria, Riverbend Middle School", 14))
+
+
+def ensure_training(session: Session, settings: Settings, now: dt.datetime) -> list[TrainingSession]:
+    """Upcoming training sessions for the help page, letters and mails (added when none are to come)."""
+    if not upcoming_training(session):
+        evening = dt.time(18, 30, tzinfo=settings.zone)
+        for title, location, days in DEMO_TRAINING:
+            day = now.astimezone(settings.zone).date() + dt.timedelta(days=days)
+            session.add(TrainingSession(title=title, location=location,
+                                        starts_at=dt.datetime.combine(day, evening).astimezone(dt.timezone.utc)))
+        session.commit()
+    return upcoming_training(session)

@@ -126,18 +126,26 @@ def approve(session: Session, replica: Session, settings: Settings, cipher: Fiel
     address = cipher.decrypt_optional(guardian.email, encryption_context("guardians", "email"))
     if address:
         mail.send(settings, [address], f"{settings.district.name}: your Parent Portal activation code",
-                  _letter(settings, guardian, issued))
+                  _letter(settings, guardian, issued, upcoming_training(session)))
     return Approval(issued.code, address is not None)
 
 
-def _letter(settings: Settings, guardian: Guardian, issued: activation.IssuedCode) -> str:
+def _letter(settings: Settings, guardian: Guardian, issued: activation.IssuedCode,
+            training: list[TrainingSession]) -> str:
     return (f"Dear {guardian.given_name} {guardian.family_name},\n\n"
             f"Your application to the {settings.district.name} Parent Portal was approved.\n\n"
             f"Go to {settings.web.public_url.rstrip('/')}/activate and enter this activation code:\n\n"
             f"    {issued.code}\n\n"
-            f"The code can be used once and expires on {issued.expires_at:%B %d, %Y}. Training on the portal is "
-            "recommended; ask your school for the next session.\n\n"
+            f"The code can be used once and expires on {issued.expires_at:%B %d, %Y}.\n\n"
+            f"{_training_text(settings, training)}\n\n"
             "Never share your password, not even with your children.\n")
+
+
+def _training_text(settings: Settings, training: list[TrainingSession]) -> str:
+    if not training:
+        return "Training on the portal is recommended; ask your school for the next session."
+    lines = [f"  - {t.starts_at.astimezone(settings.zone):%A %B %d, %Y, %H:%M}: {t.title}, {t.location}" for t in training]
+    return "Training on the portal is recommended. The next sessions:\n" + "\n".join(lines)
 
 
 def reject(session: Session, application: Application, reason: str, staff_id: int | None = None) -> None:

@@ -70,3 +70,28 @@ def test_a_demo_it_login_reaches_the_it_console_with_its_totp_secret(tmp_path: P
     assert client.post("/login/second-factor", data={"csrf_token": token("/login/second-factor"), "code": code}).status_code == 302
     client.post("/guidelines", data={"csrf_token": token("/guidelines"), "accept": "y"})
     assert "IT console" in client.get("/it").get_data(as_text=True)
+
+
+def test_the_demo_serves_on_its_port_and_its_letters_and_help_page_carry_that_address_and_the_training(
+        tmp_path: Path, cli: CliRunner) -> None:
+    from gateway.settings import load_settings
+    from web import create_app
+
+    folder = tmp_path / "demo"
+    result = cli.invoke(main, ["demo", "--dir", str(folder), "--students", "30", "--port", "8123", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(folder / "gateway.toml", env={})
+    assert settings.web.public_url == "http://127.0.0.1:8123"
+    pupil = next(l for l in json.loads((folder / "demo-logins.json").read_text()) if l["case"] == "transfer")["students"][0]  # noqa: E741
+    letters = cli.invoke(main, ["--config", str(folder / "gateway.toml"), "letters", "--student", pupil,
+                                "--out", str(tmp_path / "letters"), "--json"])
+    assert letters.exit_code == 0, letters.output
+    page = Path(json.loads(letters.output)["file"]).read_text()
+    assert "Go to http://127.0.0.1:8123/activate" in page
+    assert "Parent Portal basics, Library, Riverbend High School" in page
+    help_page = create_app(settings).test_client().get("/help").get_data(as_text=True)
+    assert "Parent Portal basics" in help_page and "Cafeteria, Riverbend Middle School" in help_page
+    again = cli.invoke(main, ["demo", "--dir", str(folder), "--port", "8124", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert load_settings(folder / "gateway.toml", env={}).web.public_url == "http://127.0.0.1:8124"
+    assert again.output.count("2 upcoming training session(s)") == 1  # kept, not added again

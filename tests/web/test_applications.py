@@ -56,6 +56,7 @@ def test_application_approval_mail_activation_login_and_pages(district_app: Flas
     assert message["To"] == sis_address and "attacker.example" not in message_file.read_text()
     code = re.search(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", message.get_payload(decode=True).decode())
     assert code is not None
+    assert "ask your school for the next session" in message.get_payload(decode=True).decode()  # none planned
     client = district_app.test_client()
     assert activate(client, code.group(0), "applied.parent").status_code == 302
     accept_guidelines(client)
@@ -101,3 +102,37 @@ def test_the_application_page_recommends_training_and_lists_sessions(district_ap
         session.commit()
     page = district_app.test_client().get("/apply").get_data(as_text=True)
     assert "Training is recommended" in page and "Portal basics" in page and "Library, Riverbend High" in page
+
+
+def add_training(settings: Settings) -> None:
+    from gateway.portal.models import TrainingSession
+
+    with portal_session(settings) as session:
+        session.add(TrainingSession(title="Portal basics", location="Library, Riverbend High",
+                                    starts_at=dt.datetime(2030, 1, 15, 18, tzinfo=dt.timezone.utc)))
+        session.commit()
+
+
+def test_the_approval_mail_lists_the_upcoming_training_sessions(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                                cli: CliRunner) -> None:
+    settings, summary = district
+    add_training(settings)
+    number, born, _ = sis_facts(settings, summary, "transfer")
+    assert apply(district_app, number, born, "rosa@example.org") == 200
+    config = ["--config", str(settings.config_path)]
+    (application,) = json.loads(cli.invoke(main, [*config, "applications", "list", "--json"]).output)["applications"]
+    guardian = str(summary.cases["transfer"]["contact_id"])
+    assert cli.invoke(main, [*config, "applications", "approve", str(application["id"]), "--guardian", guardian]).exit_code == 0
+    (message_file,) = outbox_messages(settings.mail.outbox_dir)
+    body = email.message_from_bytes(message_file.read_bytes()).get_payload(decode=True).decode()
+    # 18:00 UTC in the test district (America/Chicago): noon
+    assert "The next sessions:\n  - Tuesday January 15, 2030, 12:00: Portal basics, Library, Riverbend High\n" in body
+
+
+def test_the_help_page_lists_the_upcoming_training_sessions_the_activation_page_promises(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    client = district_app.test_client()
+    assert "your school lists the next ones on its help page" in client.get("/activate").get_data(as_text=True)
+    add_training(district[0])
+    page = client.get("/help").get_data(as_text=True)
+    assert "The next sessions on using the portal:" in page and "Portal basics, Library, Riverbend High" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -61,3 +62,29 @@ def test_the_letters_page_is_for_staff_only_and_prints_codes(district_app: Flask
     token = csrf(staff, "/staff/letters")
     page = staff.post("/staff/letters", data={"csrf_token": token, "school": "3"}).get_data(as_text=True)
     assert page.count('class="letter"') >= 1 and re.search(r'class="code">[0-9A-Z-]{19}<', page)
+
+
+def add_training(settings: Settings) -> None:
+    from gateway.portal.models import TrainingSession
+
+    with portal_session(settings) as session:
+        session.add(TrainingSession(title="Portal basics", location="Library, Riverbend High",
+                                    starts_at=dt.datetime(2030, 1, 15, 18, tzinfo=dt.timezone.utc)))
+        session.add(TrainingSession(title="Long gone", location="Gym",
+                                    starts_at=dt.datetime(2020, 1, 15, 18, tzinfo=dt.timezone.utc)))
+        session.commit()
+
+
+def test_letters_list_the_upcoming_training_sessions_in_the_familys_language(
+        district: tuple[Settings, DemoSummary], cli: CliRunner, tmp_path: Path) -> None:
+    settings, _ = district
+    add_training(settings)
+    html = letters_for(cli, settings, tmp_path, "--school", "2", "--include-students")
+    english = re.findall(r'<article class="letter" lang="en">.*?</article>', html, re.S)
+    spanish = re.findall(r'<article class="letter" lang="es">.*?</article>', html, re.S)
+    assert english and spanish
+    for article in english:
+        assert "Tuesday, January 15, 2030" in article and "Portal basics, Library, Riverbend High" in article
+        assert "Long gone" not in article and "ask your school for the next session" not in article
+    for article in spanish:
+        assert "martes, 15 de enero de 2030" in article and "Las próximas sesiones sobre el uso del portal" in article
