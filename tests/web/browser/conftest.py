@@ -8,6 +8,7 @@ what to install; under ``CI=true`` such a skip is a failure (tests/conftest.py).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import threading
@@ -28,7 +29,18 @@ CHROMIUM = Path(os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[3]
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_script() -> Path | None:
+    """axe-core's bundle as the axe-playwright-python wheel ships it (the `test` extra), or None."""
+    spec = importlib.util.find_spec("axe_playwright_python")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "axe.min.js"
+    return path if path.is_file() else None
+
+
+AXE = axe_script()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ class Axe:
         response = page.goto(f"{path}{separator}lang={self.language}")
         assert response is not None and response.status < 500, path
         assert page.evaluate("document.documentElement.lang") == self.language, path
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(path=str(axe_path()))
         result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         for violation in result["violations"]:
             if violation["impact"] in SEVERE:
@@ -53,10 +54,21 @@ class Axe:
             self.endpoints.add(adapter.match(path.split("?")[0], method="GET")[0])
 
 
+def axe_path() -> Path:
+    assert AXE is not None  # axe_context skipped otherwise
+    return AXE
+
+
+def test_axe_core_comes_from_the_installed_python_package_not_npm() -> None:
+    assert AXE is not None, "pip install -c constraints.txt -e '.[test]'"
+    assert "site-packages" in AXE.parts and AXE.parent.name == "axe_playwright_python"
+    assert AXE.read_text(encoding="utf-8").startswith("/*! axe v4.")
+
+
 @pytest.fixture
 def axe_context(chromium: Any, live: LiveServer) -> Any:
-    if not AXE.is_file():
-        pytest.skip(f"axe-core is not installed at {AXE}: run `npm ci` in the project's root")
+    if AXE is None:
+        pytest.skip("axe-core is not installed: pip install -c constraints.txt -e '.[test]' (axe-playwright-python ships it)")
     # Our CSP forbids inline scripts, as it should; only this test context may inject axe.
     context = chromium.new_context(base_url=live.url, bypass_csp=True)
     context.set_default_timeout(10_000)
@@ -141,7 +153,7 @@ def enrol_and_check_codes(page: Any, axe: Axe) -> None:
     page.fill("#code", totp.code_at(secret, time.time()))
     page.click("main button[type=submit]")
     page.wait_for_selector("ul.codes")
-    page.add_script_tag(path=str(AXE))  # the recovery codes are shown once, as the answer to the POST
+    page.add_script_tag(path=str(axe_path()))  # the recovery codes are shown once, as the answer to the POST
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     axe.violations += [f"recovery codes {v['id']}" for v in result["violations"] if v["impact"] in SEVERE]
     page.click("main a[href='/dashboard']")
@@ -166,6 +178,6 @@ def test_the_harness_reports_a_violation_when_there_is_one(axe_context: Any) -> 
     """Guards the test above against passing vacuously (axe not loaded, impacts renamed)."""
     page = axe_context.new_page()
     page.set_content('<html lang="en"><head><title>t</title></head><body><main><img src="x.png"></main></body></html>')
-    page.add_script_tag(path=str(AXE))
+    page.add_script_tag(path=str(axe_path()))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     assert [(v["id"], v["impact"]) for v in result["violations"] if v["impact"] in SEVERE] == [("image-alt", "critical")]
