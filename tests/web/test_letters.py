@@ -84,7 +84,8 @@ def test_letters_list_the_upcoming_training_sessions_in_the_familys_language(
     spanish = re.findall(r'<article class="letter" lang="es">.*?</article>', html, re.S)
     assert english and spanish
     for article in english:
-        assert "Tuesday, January 15, 2030" in article and "Portal basics, Library, Riverbend High" in article
+        # 18:00 UTC in the test district (America/Chicago): noon
+        assert "Tuesday, January 15, 2030, 12:00\u202fPM: Portal basics, Library, Riverbend High" in article
         assert "Long gone" not in article and "ask your school for the next session" not in article
     for article in spanish:
-        assert "martes, 15 de enero de 2030" in article and "Las próximas sesiones sobre el uso del portal" in article
+        assert "martes, 15 de enero de 2030, 12:00: Portal basics" in article and "Las próximas sesiones sobre el uso del portal" in article
