@@ -133,8 +133,10 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
     enrol_and_check_codes(admin, axe)
     accept_guidelines(admin)
     report_id, run_id = first_report_and_run(settings)
+    job_id = a_job(settings)
     for path in ("/staff", "/staff/letters", "/staff/accounts", "/staff/terminations", "/staff/training",
                  "/staff/guidelines", f"/staff/reports/{report_id}", "/it", "/it/jobs", f"/it/runs/{run_id}",
+                 f"/it/jobs/{job_id}/remove",
                  "/audit", "/audit/access-log", "/audit/replica", "/audit/replica/students", "/audit/sanitization",
                  "/audit/sync-history", "/admin"):
         axe.check(admin, path)
@@ -157,6 +159,15 @@ def enrol_and_check_codes(page: Any, axe: Axe) -> None:
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     axe.violations += [f"recovery codes {v['id']}" for v in result["violations"] if v["impact"] in SEVERE]
     page.click("main a[href='/dashboard']")
+
+
+def a_job(settings: Settings) -> int:
+    """A sync job, for the page that asks before removing one."""
+    from gateway.portal import jobs as job_service
+
+    with portal_session(settings) as session:
+        (job,) = job_service.add_job(session, settings, settings.connectors[0].name, None, "1h", False, nightly=False)
+    return job.id
 
 
 def first_report_and_run(settings: Settings) -> tuple[int, int]:
