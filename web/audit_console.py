@@ -97,6 +97,16 @@ def _date_arg(name: str) -> dt.date | None:
     except ValueError:
         return None
 
+LINEAGE = ("source_system", "source_id", "row_hash", "synced_at", "sync_run_id")
+
+
+def lineage_first(model: Table) -> list[str]:
+    """The browser's column order: id and the lineage first, so a wide table never hides where a row came from."""
+    names = [c.name for c in model.columns]
+    lineage = [name for name in LINEAGE if name in names]
+    return ["id", *lineage, *(name for name in names if name != "id" and name not in lineage)]
+
+
 def _table(name: str) -> Table:
     table = canonical_tables().get(name)
     if table is None:
@@ -122,7 +132,8 @@ def replica_browser(table: str) -> ResponseReturnValue:
     rows = db.replica().execute(query).mappings().all()
     masked = {column.name for column in model.columns if column.info.get("storage") == ENCRYPTED}
     context.record("auditor.view", page="replica", table=table, page_number=page, source_id=source_id or None)
-    return render_template("console_replica.html", table=table, columns=[c.name for c in model.columns], rows=rows,
+    return render_template("console_replica.html", table=table, columns=lineage_first(model), rows=rows,
+                           lineage=LINEAGE,
                            masked=masked, page=page, more=len(rows) == PAGE_SIZE, source_id=source_id, form=ActionForm())
 
 @bp.post("/audit/replica/<table>/<int:row_id>/reveal/<column>")

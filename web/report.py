@@ -33,7 +33,8 @@ def report() -> ResponseReturnValue:
         portal.add(row)
         portal.commit()
         context.record("security_report.filed", report_id=row.id)
-        alerts.raise_alert(portal, context.settings(), "staff", "security_report", f"report {row.id}",
+        alerts.raise_alert(portal, context.settings(), "staff", "security_report",
+                           alerts.security_report_subject(row.id),
                            f"A suspected security problem was reported (report {row.id}). See the staff console.")
         flash(_("Thank you. Your report (number %(number)s) went to the Student Accounting Department. "
                 "Please do not show the problem to anyone else.", number=row.id))

@@ -15,7 +15,8 @@ from wtforms import DateField, DateTimeLocalField, SelectField, StringField, Tex
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
-from gateway.portal import accounts, guidelines, people
+from gateway.portal import accounts, alerts, facts, guidelines, people
+from gateway.portal.facts import StudentRef
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import Denial, SecurityReport, TerminationRequest, TrainingSession, User
 from web import context, db
@@ -42,6 +43,7 @@ def report(report_id: int) -> ResponseReturnValue:
         row.status, row.staff_notes, row.resolution, row.updated_at = (form.status.data, form.staff_notes.data,
                                                                        form.resolution.data, utcnow())
         db.portal().commit()
+        alerts.security_report_status_changed(db.portal(), report_id, row.status)
         context.record("security_report.updated", report_id=report_id, status=row.status)
         flash(_("Report %(number)s updated.", number=report_id))
         return redirect(url_for("consoles.staff_home"))
@@ -198,5 +200,7 @@ def terminations() -> ResponseReturnValue:
             context.record("termination.recorded", source_system=source, student_source_id=student)
             return redirect(url_for("staff.terminations"))
     requests = portal.scalars(select(TerminationRequest).order_by(TerminationRequest.recorded_at.desc()).limit(100)).all()
-    return render_template("staff_terminations.html", form=form, requests=requests,
-                           zone=context.settings().zone), 400 if form.errors else 200
+    names = facts.student_names(db.replica(), [StudentRef(r.source_system, r.student_source_id) for r in requests])
+    return render_template("staff_terminations.html", form=form, requests=requests, zone=context.settings().zone,
+                           names={(ref.source_system, ref.source_id): name for ref, name in names.items()}
+                           ), 400 if form.errors else 200

@@ -31,6 +31,18 @@ def resolve(session: Session, kind: str, subject: str) -> int:
     return count
 
 
+def security_report_subject(report_id: int) -> str:
+    """The subject a security report's alert is raised under, so closing the report can find it."""
+    return f"report {report_id}"
+
+
+def security_report_status_changed(session: Session, report_id: int, status: str) -> int:
+    """A resolved report closes its alert (staff would otherwise see it open for ever); returns how many closed."""
+    if status != "resolved":
+        return 0
+    return resolve(session, "security_report", security_report_subject(report_id))
+
+
 def open_alerts(session: Session, audience: str) -> list[Alert]:
     return list(session.scalars(select(Alert).where(Alert.audience == audience, Alert.resolved_at.is_(None))
                                 .order_by(Alert.created_at.desc())))

@@ -39,6 +39,18 @@ def student_row(replica: Session, ref: StudentRef) -> Student | None:
                                                  Student.source_id == ref.source_id)).first()
 
 
+def student_names(replica: Session, refs: list[StudentRef]) -> dict[StudentRef, str]:
+    """Display names ("preferred or given, family") for staff lists, read from the replica in one query;
+    a student the replica does not hold is left out (the caller shows the id)."""
+    wanted = set(refs)
+    if not wanted:
+        return {}
+    rows = replica.execute(select(Student.source_system, Student.source_id, Student.preferred_name, Student.given_name,
+                                  Student.family_name).where(Student.source_id.in_({ref.source_id for ref in wanted})))
+    return {StudentRef(system, source_id): f"{preferred or given} {family}"
+            for system, source_id, preferred, given, family in rows if StudentRef(system, source_id) in wanted}
+
+
 def birth_date(student: Student | None, cipher: FieldCipher) -> dt.date | None:
     if student is None or student.birth_date is None:
         return None
