@@ -54,9 +54,26 @@ def _load_from_session(_request: object) -> context.Account | None:
                                   index_ring=context.keys().blind_index)
     portal.commit()
     if found is None:
+        reason, language = accounts.ended_reason(portal, token), session.get("lang")
         session.clear()
+        if language:
+            session["lang"] = language  # the sign-in page stays in the language the reader chose
+        if reason:
+            flash(_session_ended_message(reason))  # shown on the sign-in page the visitor is sent to
         return None
     return context.Account(found[0], found[1].id)
+
+
+def _session_ended_message(reason: str) -> str:
+    """The sign-in page's words for why the last session ended, so a timeout is not mistaken for a fault."""
+    web = context.settings().web
+    if reason == "idle":
+        return _("You were signed out because nothing happened for %(minutes)s minutes. Sign in again to continue.",
+                 minutes=web.idle_timeout_minutes)
+    if reason == "expired":
+        return _("You were signed out because a session lasts at most %(hours)s hours. Sign in again to continue.",
+                 hours=web.absolute_timeout_hours)
+    return _("Your session was ended. Sign in again to continue.")
 
 
 @bp.before_app_request

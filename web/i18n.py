@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, request, session
 from flask_babel import Babel, format_date, format_datetime, get_locale, lazy_gettext
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "es")
 PAGE_NAMES = {"schedule": lazy_gettext("Schedule"), "grades": lazy_gettext("Grades"),
@@ -21,6 +22,7 @@ def init_app(app: Flask, timezone: str) -> None:
     Babel(app, locale_selector=select_locale)
     app.before_request(_remember_choice)
     app.context_processor(_template_names)
+    app.add_template_filter(email_breaks)
 
 
 def _remember_choice() -> None:
@@ -43,3 +45,9 @@ def _template_names() -> dict[str, Any]:
     return {"page_names": PAGE_NAMES, "status_names": STATUS_NAMES, "weekday_names": WEEKDAYS,
             "current_locale": lambda: str(get_locale() or "en"), "format_datetime": format_datetime,
             "format_date": format_date}
+
+
+def email_breaks(address: str) -> Markup:
+    """An address that may wrap only before "@" and ".", so a phone never splits it mid-word."""
+    text = str(escape(address))
+    return Markup(text.replace("@", "<wbr>@").replace(".", "<wbr>."))

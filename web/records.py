@@ -73,7 +73,7 @@ def assignments(replica: Session, ref: StudentRef) -> list[dict[str, Any]]:
 class AttendanceView:
     days: list[dict[str, Any]]
     totals: dict[str, int]
-    weeks: list[list[dict[str, Any] | None]]  # Monday-to-Friday rows for the calendar picture
+    months: list[dict[str, Any]]  # newest first: {"first": the month's 1st, "days": one entry per school day}
 
 
 def attendance(replica: Session, ref: StudentRef) -> AttendanceView:
@@ -82,16 +82,25 @@ def attendance(replica: Session, ref: StudentRef) -> AttendanceView:
     days = [{"date": d, "status": status, "code": code, "period": period} for d, status, code, period in rows]
     daily = {day["date"]: day for day in days if day["period"] is None}
     totals = Counter(day["status"] for day in daily.values())
-    return AttendanceView(days, {status: totals.get(status, 0) for status in STATUS_ORDER}, _weeks(daily))
+    return AttendanceView(days, {status: totals.get(status, 0) for status in STATUS_ORDER}, _months(days))
 
 
-def _weeks(daily: dict[dt.date, dict[str, Any]]) -> list[list[dict[str, Any] | None]]:
-    if not daily:
-        return []
-    first, last = min(daily), max(daily)
-    monday = first - dt.timedelta(days=first.weekday())
-    weeks = []
-    while monday <= last:
-        weeks.append([daily.get(monday + dt.timedelta(days=offset)) for offset in range(5)])
-        monday += dt.timedelta(days=7)
-    return weeks
+def _months(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per day, grouped by month; a day's periods kept under it (shown on demand)."""
+    by_day: dict[dt.date, dict[str, Any]] = {}
+    for row in days:  # newest day first, as read
+        day = by_day.setdefault(row["date"], {"date": row["date"], "status": None, "code": None, "periods": []})
+        if row["period"] is None:
+            day["status"], day["code"] = row["status"], row["code"]
+        else:
+            day["periods"].append(row)
+    months: dict[dt.date, dict[str, Any]] = {}
+    for date, day in by_day.items():
+        if day["status"] is None:  # the SIS sent periods only: the day reads as its worst period
+            day["status"] = max((p["status"] for p in day["periods"]), key=_rank, default=None)
+        months.setdefault(date.replace(day=1), {"first": date.replace(day=1), "days": []})["days"].append(day)
+    return list(months.values())
+
+
+def _rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else -1

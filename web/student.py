@@ -44,14 +44,21 @@ def end_parent_access() -> ResponseReturnValue:
     ref = _own_ref()
     birth = facts.birth_date(facts.student_row(db.replica(), ref), context.cipher())
     if birth is None or eighteenth_birthday(birth) > context.today():
-        return render_template("end_access.html", form=None, adult=False)
+        return render_template("end_access.html", form=None, adult=False, filed=[])
+    choices = _guardian_choices(ref)
+    names = {choice.value: choice.label for choice in choices}
+    filed = [{"effective": t.effective_date, "started": t.effective_date <= context.today(), "all": t.covers_all,
+              "names": sorted(names.get(g, g) for g in t.guardian_source_ids)}
+             for t in sorted(facts.terminations(db.portal(), ref), key=lambda t: t.effective_date)]
+    if any(request["all"] for request in filed):  # nothing is left to ask: show the request, not the form again
+        return render_template("end_access.html", form=None, adult=True, filed=filed)
     form = TerminationForm()
-    form.guardians.choices = _guardian_choices(ref)
+    form.guardians.choices = choices
     if form.validate_on_submit():
         _file_request(ref, bool(form.all_parents.data), list(form.guardians.data or []))
         flash(_("Your request was recorded. The parents it names no longer see your records."))
         return redirect(url_for("portal.dashboard"))
-    return render_template("end_access.html", form=form, adult=True)
+    return render_template("end_access.html", form=form, adult=True, filed=filed)
 
 
 def _guardian_choices(ref: StudentRef) -> list[SelectChoice]:

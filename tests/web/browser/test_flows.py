@@ -21,7 +21,7 @@ from .conftest import LiveServer, accept_guidelines, activate, enrol_second_fact
 pytestmark = pytest.mark.browser
 
 CHILD_PAGES = {"schedule": "Classes this term", "grades": "Report card grades", "assignments": "Scores, newest due date first",
-               "attendance": 'Days that were not a plain "present"'}
+               "attendance": "Attendance by school day"}
 
 
 def child_path(summary: DemoSummary, case: str, page: str) -> str:
