@@ -179,6 +179,12 @@ def load_session(session: Session, settings: Settings, token: str, *, replica: S
     return user, live
 
 
+def ended_reason(session: Session, token: str) -> str | None:
+    """Why the session behind this cookie token ended (idle, expired, denied...), or None if there is none."""
+    return session.scalar(select(UserSession.end_reason).where(UserSession.token_hash == token_hash(token),
+                                                               UserSession.ended_at.is_not(None)))
+
+
 def _end_reason(settings: Settings, live: UserSession, user: User | None, denied: bool, now: dt.datetime) -> str | None:
     if now - live.last_seen_at > dt.timedelta(minutes=settings.web.idle_timeout_minutes):
         return "idle"
