@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ NOT_PAGES = {"static", "public.healthz", "public.livez", "auditor.access_log_csv
 SEVERE = ("serious", "critical")
 
 
-class Axe:
-    """Runs axe-core in each page visited and keeps what it finds."""
+class PageCheck:
+    """Something checked on every page the walk below visits; keeps which routes were seen."""
 
     def __init__(self, app: Flask, language: str) -> None:
         self.app, self.language = app, language
@@ -42,16 +43,26 @@ class Axe:
         response = page.goto(f"{path}{separator}lang={self.language}")
         assert response is not None and response.status < 500, path
         assert page.evaluate("document.documentElement.lang") == self.language, path
+        self.inspect(page, path)
+        adapter = self.app.url_map.bind("127.0.0.1")
+        if response.status != 404:  # the error page is checked, but it is no route's page
+            self.endpoints.add(adapter.match(path.split("?")[0], method="GET")[0])
+
+    def inspect(self, page: Any, label: str) -> None:
+        raise NotImplementedError
+
+
+class Axe(PageCheck):
+    """Runs axe-core in each page visited and keeps what it finds."""
+
+    def inspect(self, page: Any, label: str) -> None:
         page.add_script_tag(path=str(axe_path()))
         result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         for violation in result["violations"]:
             if violation["impact"] in SEVERE:
                 targets = [node["target"] for node in violation["nodes"]][:3]
-                self.violations.append(f"{path} [{self.language}] {violation['id']} ({violation['impact']}): "
+                self.violations.append(f"{label} [{self.language}] {violation['id']} ({violation['impact']}): "
                                        f"{violation['help']} at {targets}")
-        adapter = self.app.url_map.bind("127.0.0.1")
-        if response.status != 404:  # the error page is checked, but it is no route's page
-            self.endpoints.add(adapter.match(path.split("?")[0], method="GET")[0])
 
 
 def axe_path() -> Path:
@@ -102,14 +113,27 @@ def reset_link(settings: Settings, username: str) -> str:
 @pytest.mark.parametrize("language", ["en", "es"])
 def test_every_page_has_no_serious_or_critical_accessibility_violation(
         axe_context: Any, live: LiveServer, district: tuple[Settings, DemoSummary], language: str) -> None:
-    settings, summary = district
     axe = Axe(live.app, language)
+    visit_every_page(lambda: another_person(axe_context, live), district, axe)
+    assert axe.violations == []
+    assert_every_page_checked(live.app, axe)
 
-    anonymous = axe_context.new_page()
+
+def assert_every_page_checked(app: Flask, check: PageCheck) -> None:
+    get_routes = {rule.endpoint for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())}
+    assert get_routes - NOT_PAGES - check.endpoints == set(), "pages never checked"
+
+
+def visit_every_page(new_person: Callable[[], Any], district: tuple[Settings, DemoSummary], axe: PageCheck) -> None:
+    """Every page, as the role that sees it: anonymous, parent, student, and an admin (who sees every console).
+
+    ``new_person()`` gives a page in a browser context of its own (its own cookies)."""
+    settings, summary = district
+    anonymous = new_person()
     for path in ("/", "/help", "/login", "/activate", "/apply", "/forgot-password", "/forgot-username", "/no-such-page"):
         axe.check(anonymous, path)
 
-    parent = another_person(axe_context, live)
+    parent = new_person()
     case = summary.cases["siblings"]
     activate(parent, issue_code(settings, "guardian", case["pupil_id"], case["contact_id"]), "axe.parent")
     axe.check(parent, "/guidelines")
@@ -121,12 +145,12 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
     parent.click("main button[type=submit]")  # a report for the staff's report page below
     axe.check(anonymous, reset_link(settings, "axe.parent"))
 
-    student = another_person(axe_context, live)
+    student = new_person()
     activate(student, issue_code(settings, "student", summary.cases["termination_request"]["pupil_id"], None), "axe.student")
     accept_guidelines(student)
     axe.check(student, "/me/end-parent-access")
 
-    admin = another_person(axe_context, live)
+    admin = new_person()
     create_staff(settings, "axe.admin", "admin")
     sign_in(admin, "axe.admin")
     axe.check(admin, "/login/second-factor")
@@ -135,18 +159,14 @@ def test_every_page_has_no_serious_or_critical_accessibility_violation(
     report_id, run_id = first_report_and_run(settings)
     job_id = a_job(settings)
     for path in ("/staff", "/staff/letters", "/staff/accounts", "/staff/terminations", "/staff/training",
-                 "/staff/guidelines", f"/staff/reports/{report_id}", "/it", "/it/jobs", f"/it/runs/{run_id}",
-                 f"/it/jobs/{job_id}/remove",
+                 "/staff/guidelines", f"/staff/reports/{report_id}", "/it", "/it/jobs", f"/it/jobs/{job_id}/remove",
+                 f"/it/runs/{run_id}",
                  "/audit", "/audit/access-log", "/audit/replica", "/audit/replica/students", "/audit/sanitization",
                  "/audit/sync-history", "/admin"):
         axe.check(admin, path)
 
-    assert axe.violations == []
-    get_routes = {rule.endpoint for rule in live.app.url_map.iter_rules() if "GET" in (rule.methods or ())}
-    assert get_routes - NOT_PAGES - axe.endpoints == set(), "pages never checked"
 
-
-def enrol_and_check_codes(page: Any, axe: Axe) -> None:
+def enrol_and_check_codes(page: Any, check: PageCheck) -> None:
     import time
 
     from gateway.security import totp
@@ -155,9 +175,7 @@ def enrol_and_check_codes(page: Any, axe: Axe) -> None:
     page.fill("#code", totp.code_at(secret, time.time()))
     page.click("main button[type=submit]")
     page.wait_for_selector("ul.codes")
-    page.add_script_tag(path=str(axe_path()))  # the recovery codes are shown once, as the answer to the POST
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    axe.violations += [f"recovery codes {v['id']}" for v in result["violations"] if v["impact"] in SEVERE]
+    check.inspect(page, "recovery codes")  # shown once, as the answer to the POST
     page.click("main a[href='/dashboard']")
 
 
