@@ -28,7 +28,7 @@ from gateway.portal import second_factor as second_factor_service
 from gateway.portal import guidelines as guideline_service
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import STAFF_ROLES, GuidelineVersion, User, UserSession, UserStudent
-from web import context, db
+from web import context, db, i18n
 
 bp = Blueprint("auth", __name__)
 OPEN_ENDPOINTS = {"auth.login", "auth.logout", "auth.guidelines", "auth.activate", "auth.second_factor",
@@ -73,7 +73,8 @@ def _session_ended_message(reason: str) -> str:
     if reason == "expired":
         return _("You were signed out because a session lasts at most %(hours)s hours. Sign in again to continue.",
                  hours=web.absolute_timeout_hours)
-    return _("Your session was ended. Sign in again to continue.")
+    return _("Your session was ended (%(reason)s). Sign in again to continue.",
+             reason=i18n.END_REASONS.get(reason, reason))
 
 
 @bp.before_app_request

@@ -14,6 +14,12 @@ PAGE_NAMES = {"schedule": lazy_gettext("Schedule"), "grades": lazy_gettext("Grad
               "assignments": lazy_gettext("Assignments"), "attendance": lazy_gettext("Attendance")}
 STATUS_NAMES = {"present": lazy_gettext("Present"), "tardy": lazy_gettext("Tardy"),
                 "excused": lazy_gettext("Excused"), "absent": lazy_gettext("Absent")}
+# Why a session ended (UserSession.end_reason), in words for the account page and the sign-in page.
+END_REASONS = {"logout": lazy_gettext("signed out"), "idle": lazy_gettext("inactive too long"),
+               "expired": lazy_gettext("reached its time limit"), "denied": lazy_gettext("access denied"),
+               "disabled": lazy_gettext("account disabled"), "password_changed": lazy_gettext("password changed"),
+               "password_reset": lazy_gettext("password reset"),
+               "signed_out_everywhere": lazy_gettext("signed out from another session"), "gone": lazy_gettext("account removed")}
 WEEKDAYS = (lazy_gettext("Mon"), lazy_gettext("Tue"), lazy_gettext("Wed"), lazy_gettext("Thu"), lazy_gettext("Fri"))
 
 
@@ -42,7 +48,7 @@ def select_locale() -> str:
 
 
 def _template_names() -> dict[str, Any]:
-    return {"page_names": PAGE_NAMES, "status_names": STATUS_NAMES, "weekday_names": WEEKDAYS,
+    return {"page_names": PAGE_NAMES, "end_reasons": END_REASONS, "status_names": STATUS_NAMES, "weekday_names": WEEKDAYS,
             "current_locale": lambda: str(get_locale() or "en"), "format_datetime": format_datetime,
             "format_date": format_date}
 

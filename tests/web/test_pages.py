@@ -119,6 +119,20 @@ def test_a_session_past_its_absolute_lifetime_says_so_on_the_sign_in_page(
     assert "una sesión dura como máximo 12 horas" in page
 
 
+def test_a_session_ended_by_a_password_change_elsewhere_says_so_in_words_here_and_on_the_account_page(
+        parent_client: Callable[[str, str], FlaskClient], district_app: Flask) -> None:
+    from .conftest import PASSWORD, login
+
+    first = parent_client("siblings", "two.devices")
+    second = district_app.test_client()
+    assert login(second, "two.devices").status_code == 302
+    first.post("/account", data={"csrf_token": csrf(first, "/account"), "current": PASSWORD,
+                                 "new": "a brand new gravel bicycle path"})
+    page = second.get("/dashboard", follow_redirects=True).get_data(as_text=True)
+    assert "Your session was ended (password changed). Sign in again to continue." in page
+    assert "ended (password changed)" in first.get("/account").get_data(as_text=True)
+
+
 # --- consoles ---------------------------------------------------------------------------------------
 
 def test_every_console_has_its_own_navigation_and_footer_not_the_parents(
