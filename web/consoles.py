@@ -23,7 +23,8 @@ from sqlalchemy import select
 from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway.portal import alerts, applications, letters
+from gateway.portal import alerts, applications, facts, letters
+from gateway.portal.facts import StudentRef
 from gateway.portal.models import Application, SecurityReport
 from web import context, db
 from web import letters as letter_pages
@@ -60,8 +61,11 @@ def staff_home() -> ResponseReturnValue:
                for a in applications.pending(portal)]
     reports = portal.scalars(select(SecurityReport).where(SecurityReport.status != "resolved")
                              .order_by(SecurityReport.created_at)).all()
+    students = facts.student_names(replica, [StudentRef(c.source_system, c.student_source_id)
+                                             for _, matches, _denial in pending for c in matches])
     context.record("staff.view", page="queues")
     return render_template("console_staff.html", pending=pending, reports=reports, form=ActionForm(),
+                           students={(ref.source_system, ref.source_id): name for ref, name in students.items()},
                            alerts=alerts.open_alerts(portal, "staff"), zone=context.settings().zone)
 
 @bp.post("/staff/applications/<int:application_id>/approve/<guardian>")

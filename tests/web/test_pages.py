@@ -201,3 +201,22 @@ def test_the_jobs_page_keeps_pause_and_remove_apart(district_app: Flask, distric
     remove = next(c for c in cells if f"/it/jobs/{number}/remove" in c)
     assert f"Pause job {number}</button>" in pause and "remove" not in pause  # a button that pauses at once...
     assert f'<a class="danger" href="/it/jobs/{number}/remove">Remove job {number}…</a>' == remove  # ...a link that asks first
+
+
+def test_the_staff_queue_names_the_student_each_sis_guardian_belongs_to(district_app: Flask,
+                                                                       district: tuple[Settings, DemoSummary]) -> None:
+    from sqlalchemy import text
+
+    from gateway.db import create_rw_engine
+
+    from .test_applications import apply, sis_facts
+
+    settings, summary = district
+    number, born, _ = sis_facts(settings, summary, "transfer")
+    assert apply(district_app, number, born, "rosa@example.org") == 200
+    with create_rw_engine(settings.connectors[0].options["url"]).connect() as source:  # the name as the SIS holds it
+        given, family = source.execute(text(
+            f"SELECT first_name, last_name FROM pupils WHERE pupil_id = {summary.cases['transfer']['pupil_id']}")).one()
+    staff, _ = staff_client(district_app, settings, "queue.reader", "staff")
+    page = staff.get("/staff").get_data(as_text=True)
+    assert f", of {given} {family}" in page
