@@ -165,7 +165,7 @@ def test_staffs_written_requests_list_names_the_student(district_app: Flask, dis
     row = re.search(r"<tbody>(.*?)</tbody>", page, re.S)
     assert row is not None
     name = student.get(f"/students/sis/{pupil}/schedule").get_data(as_text=True).split("<h1>")[1].split("</h1>")[0]
-    assert f"<td>{name} <small>({pupil})</small></td>" in row.group(1)
+    assert f"<td>{name} <small>({pupil}, sis)</small></td>" in row.group(1)
     assert "Nov 28, 2026" in row.group(1)
 
 
