@@ -15,6 +15,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from gateway.errors import UnknownPlugin
 from gateway.portal import alerts, heartbeat, jobs
 from gateway.replica import freshness
 from gateway.replica.dbtypes import utcnow
@@ -42,8 +43,11 @@ def it_home() -> ResponseReturnValue:
 def it_run_now(connector: str) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
-    request_id = jobs.request_run(db.portal(), context.settings(), connector, full=False,
-                                  requested_by=f"web:{context.user().username}")
+    try:
+        request_id = jobs.request_run(db.portal(), context.settings(), connector, full=False,
+                                      requested_by=f"web:{context.user().username}")
+    except UnknownPlugin:
+        abort(404)  # a connector the configuration does not name: nothing to run
     context.record("sync.run_requested", connector=connector, request_id=request_id)
     flash(_("Run requested; the scheduler starts it within seconds."))
     return redirect(url_for("it.it_home"))
@@ -113,9 +117,10 @@ def it_job_action(job_id: int, action: str) -> ResponseReturnValue:
         abort(404)
     if not ActionForm().validate_on_submit():
         abort(400)
-    if action == "remove" and request.form.get("confirm") != "yes":  # not from the confirmation page
-        return redirect(url_for("it.it_job_remove", job_id=job_id), 303)
     try:
+        if action == "remove" and request.form.get("confirm") != "yes":  # not from the confirmation page
+            jobs.get_job(db.portal(), job_id)  # an unknown job is 404 here, not a redirect to a 404
+            return redirect(url_for("it.it_job_remove", job_id=job_id), 303)
         if action == "remove":
             jobs.remove_job(db.portal(), job_id)
         else:

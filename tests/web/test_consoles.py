@@ -399,3 +399,14 @@ def test_the_it_console_shows_next_run_times_from_the_job_rows(district_app: Fla
     page = it.get("/it").get_data(as_text=True)
     assert f"<td>{first}</td><td>sis</td><td>interval 6h</td><td>incremental</td><td>active</td><td>2026-12-02 08:30</td>" in page
     assert f"<td>{nightly}</td><td>sis</td><td>cron 30 2 * * *</td><td>full</td><td>active</td><td></td>" in page
+
+
+def test_run_now_for_an_unknown_connector_is_not_found(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    it, _ = staff_client(district_app, district[0], "unknown.it", "it")
+    token = csrf(it, "/it")
+    assert it.post("/it/run-now/no-such-connector", data={"csrf_token": token}).status_code == 404
+    for action in ("pause", "resume", "remove"):
+        assert it.post(f"/it/jobs/987654/{action}", data={"csrf_token": token}).status_code == 404
+    assert it.post("/it/jobs/987654/remove", data={"csrf_token": token, "confirm": "yes"}).status_code == 404
+    with portal_session(district[0]) as session:
+        assert session.execute(text("SELECT count(*) FROM sync_run_requests")).scalar_one() == 0
