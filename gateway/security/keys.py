@@ -114,11 +114,20 @@ def load_secret(settings: Settings, name: str, env: Mapping[str, str] | None = N
         return Secret(env[variable])
     path = secret_path(settings, name)
     try:
-        return Secret(path.read_text(encoding="utf-8").strip())
+        with path.open(encoding="utf-8") as handle:
+            _check_owner_only(name, path, os.fstat(handle.fileno()).st_mode)
+            return Secret(handle.read().strip())
     except FileNotFoundError:
         raise MissingSecret(name, variable, str(path)) from None
     except OSError as exc:
         raise KeyringError(name, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_owner_only(name: str, path: Path, mode: int) -> None:
+    """Refuse a key file others may read: whoever can read it holds the key."""
+    if mode & 0o077:
+        raise KeyringError(name, f"{path} is readable by group or others (mode {mode & 0o777:o}); "
+                                 f"run: chmod 600 {path}")
 
 
 def load_keyring(settings: Settings, name: str, env: Mapping[str, str] | None = None) -> KeyRing:

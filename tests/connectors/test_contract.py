@@ -10,6 +10,7 @@ import pytest
 
 from gateway.errors import UnknownPlugin
 from gateway.replica.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.security.keys import write_secret_file
 from gateway.settings import ConnectorSettings, Settings
 from gateway.demo.sis import DemoSummary
 
@@ -32,7 +33,7 @@ def connector_for(kind: str, request: pytest.FixtureRequest, settings: Settings,
                                   options={"url": demo_sis[0], "mapping": "demo"},
                                   allow_writable_login=True)  # root: the login check has tests of its own
         return registry.build(entry, settings)  # no key file: root over the socket has no password
-    (settings.keys_dir / f"source-{kind}-test").write_text(provider.state.secret)
+    write_secret_file(settings.keys_dir / f"source-{kind}-test", provider.state.secret)
     options = {"sql": {"url": demo_sis[0], "mapping": "demo"},
                "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True},
                "oneroster-rest": {"base_url": provider.base_url, "version": "1.1", "auth": "oauth2",

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.replica.records import Record, Reject
+from gateway.security.keys import write_secret_file
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.oneroster_csv import Bundle
@@ -23,7 +24,7 @@ CSV_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "oneroster" / "
 
 
 def rest_connector(provider: Provider, settings: Settings, tmp_path: Path, **options: object) -> OneRosterReader:
-    (settings.keys_dir / "source-rostering").write_text(provider.state.secret)
+    write_secret_file(settings.keys_dir / "source-rostering", provider.state.secret)
     entry = ConnectorSettings("rostering", "oneroster-rest", "rostering", {
         "base_url": provider.base_url, "version": "1.1", "auth": provider.state.auth, "client_id": provider.state.client_id,
         "token_url": provider.token_url, "guardian_portal_access": True, "retries": 2, **options})
@@ -109,7 +110,7 @@ def test_a_page_that_is_not_json_is_a_clear_error(provider: Provider, instance: 
 
 def test_a_wrong_secret_is_refused_at_the_token_request(provider: Provider, instance: Settings, tmp_path: Path) -> None:
     provider.state.secret = "the-real-one"
-    (instance.keys_dir / "source-rostering").write_text("a-wrong-one")
+    write_secret_file(instance.keys_dir / "source-rostering", "a-wrong-one")
     entry = ConnectorSettings("rostering", "oneroster-rest", "rostering", {
         "base_url": provider.base_url, "version": "1.1", "auth": "oauth2", "client_id": provider.state.client_id,
         "token_url": provider.token_url, "guardian_portal_access": True})
@@ -130,7 +131,7 @@ def test_a_provider_failing_mid_run_leaves_the_replica_unchanged(provider: Provi
     from connectors import registry
     from sync.engine import run_sync
 
-    (instance.keys_dir / "source-rostering").write_text(provider.state.secret)
+    write_secret_file(instance.keys_dir / "source-rostering", provider.state.secret)
     entry = ConnectorSettings("rostering", "oneroster-rest", "rostering", {
         "base_url": provider.base_url, "version": "1.1", "auth": "oauth2", "client_id": provider.state.client_id,
         "token_url": provider.token_url, "guardian_portal_access": True, "retries": 1})

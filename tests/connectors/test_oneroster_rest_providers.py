@@ -19,6 +19,7 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.replica.records import Record
 from gateway.settings import ConnectorSettings, Settings
+from gateway.security.keys import write_secret_file
 
 from connectors import registry
 from connectors.oneroster_rest import OPTION_KEYS, ProviderError, from_settings
@@ -50,7 +51,7 @@ def sync(instance: Settings, entry: ConnectorSettings, mode: str = "full", secre
     settings = dataclasses.replace(instance, connectors=(entry,),
                                    sync=dataclasses.replace(instance.sync, retry_backoff_seconds=0.01))
     if secret is not None:
-        (instance.keys_dir / f"source-{entry.name}").write_text(secret)
+        write_secret_file(instance.keys_dir / f"source-{entry.name}", secret)
     return run_sync(settings, registry.build(entry, settings), mode)
 
 

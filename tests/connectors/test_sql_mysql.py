@@ -21,6 +21,7 @@ from gateway.db import create_ro_engine
 from gateway.errors import ConfigError
 from gateway.replica.records import Record, Reject
 from gateway.settings import SOURCE_DRIVERS, ConnectorSettings, Settings
+from gateway.security.keys import write_secret_file
 
 from connectors.mapping import load_mapping
 from connectors.sql import SqlConnector, from_settings
@@ -235,7 +236,7 @@ def test_rows_stream_from_a_server_side_cursor(mysql_database: str, tmp_path: Pa
 
 def test_a_mysql_url_is_accepted_for_a_sql_connector(kids: str, instance: Settings, tmp_path: Path) -> None:
     url = make_url(kids)
-    (instance.keys_dir / "source-opensis").write_text(url.password or "")
+    write_secret_file(instance.keys_dir / "source-opensis", url.password or "")
     mapping = write_mapping(tmp_path, "SELECT id AS source_id, first AS given_name, last AS family_name FROM kids")
     without_password = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
     entry = ConnectorSettings("opensis", "sql", "opensis", {"url": without_password.render_as_string(), "mapping": mapping},

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.settings import Settings
 
 
 def run_gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -223,3 +224,27 @@ def test_keys_rotate_names_only_commands_that_exist(tmp_path: Path, cli: CliRunn
     assert result.exit_code == 0, result.output
     assert all(is_a_command(words) for words in commands_named(result.output)), result.output
     assert ("`gateway keys prune flask`" in result.output) == (kind == "flask")
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_key_file_readable_by_group_or_others_stops_start_up_with_the_chmod_to_run(
+    instance: Settings, cli: CliRunner, mode: int
+) -> None:
+    from gateway.errors import KeyringError
+    from gateway.security.keys import load_keys
+    from web import create_app
+
+    path = instance.keys_dir / "audit"
+    path.chmod(mode)
+    result = cli.invoke(main, ["--config", str(instance.config_path), "keys", "status"])
+    assert result.exit_code == 2
+    assert f"chmod 600 {path}" in result.output
+    with pytest.raises(KeyringError, match=f"chmod 600 {path}"):
+        load_keys(instance)
+    with pytest.raises(KeyringError):
+        create_app(instance)
+    path.chmod(0o600)
+    assert cli.invoke(main, ["--config", str(instance.config_path), "keys", "status"]).exit_code == 0
+
+
+def test_every_key_file_the_test_instances_create_is_owner_only(instance: Settings) -> None:
+    modes = {path.name: path.stat().st_mode & 0o777 for path in instance.keys_dir.iterdir()}
+    assert modes == {name: 0o600 for name in ("audit", "blind_index", "field", "flask", "row_hash")}

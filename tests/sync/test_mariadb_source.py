@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, make_url
 
 from gateway.cli import main
 from gateway.settings import ConnectorSettings, Settings
+from gateway.security.keys import write_secret_file
 
 from connectors import registry
 from sync.engine import run_sync
@@ -34,7 +35,7 @@ def replica_reading(folder: Path, templates: dict[str, Path], keys_from: Setting
         shutil.copytree(keys_from.keys_dir, settings.keys_dir, dirs_exist_ok=True)
     parsed = make_url(url)
     if parsed.password:  # a source password lives in the keys folder, never in the URL
-        (settings.keys_dir / f"source-{CONNECTOR}").write_text(parsed.password)
+        write_secret_file(settings.keys_dir / f"source-{CONNECTOR}", parsed.password)
         url = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
                          parsed.query).render_as_string()
     # The test database's login owns its tables; the login check is tested elsewhere
