@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gateway.replica.dbtypes import UtcDateTime, blind_index, encrypted, utcnow
@@ -225,6 +225,8 @@ class AuditEntry(PortalBase):
     """One link of the append-only, hash-chained audit trail."""
 
     __tablename__ = "audit_log"
+    # The chain starts at 1: a row below it could never be reached by verification's walk.
+    __table_args__ = (CheckConstraint("id >= 1", name="chained_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -340,3 +342,11 @@ class RecoveryCode(PortalBase):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = _created()
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class HealthProbe(PortalBase):
+    """Never holds a row: /healthz inserts one in a transaction it rolls back, to prove writes land."""
+
+    __tablename__ = "health_probes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -97,3 +104,48 @@ def test_two_workers_portal_transactions_on_sqlite_wait_for_each_other_instead_o
     worker.join(timeout=10)
     assert finished.is_set()
     assert factory().scalar(select(func.count()).select_from(Throttle)) == 2
+
+
+@contextlib.contextmanager
+def read_only_file(path: Path) -> Iterator[None]:
+    """chmod 0444; as root (which ignores modes) also the immutable flag, or a skip saying why."""
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        path.chmod(0o600)
+        pytest.skip("running as root without chattr: no way to make a file read-only")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o600)
+
+
+def test_healthz_fails_when_the_portal_database_cannot_take_a_write_and_livez_stays_ok(instance: Settings) -> None:
+    from web import create_app
+
+    portal = instance.instance_dir / "portal.sqlite3"
+    with read_only_file(portal):  # every read still answers, no write can land
+        client = create_app(instance).test_client()
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        assert response.get_json() == {"status": "degraded", "replica": "ok", "portal": "unavailable"}
+        assert client.get("/livez").status_code == 200
+
+
+def test_healthz_fails_when_the_postgres_portal_is_read_only(pg_instance: Settings) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from web import create_app
+
+    database = make_url(pg_instance.portal.url).database
+    owner = create_engine(pg_instance.portal.url, isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        connection.execute(text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'))
+    owner.dispose()
+    client = create_app(pg_instance).test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.get_json()["portal"] == "unavailable"
+    assert client.get("/livez").status_code == 200
