@@ -10,6 +10,7 @@ removing the newest entries is detected too.
 from __future__ import annotations
 
 import datetime as dt
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -18,9 +19,9 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from gateway.replica.dbtypes import utcnow
 from gateway.security.keys import KeyRing
@@ -49,9 +50,11 @@ class Event:
 def append(engine: Engine, ring: KeyRing, checkpoint: Path, event: Event, at: dt.datetime | None = None) -> int:
     """Append one entry in its own transaction and return its id.
 
-    Call it after committing the change it records: it opens its own connection.
+    Call it after committing the change it records: it opens its own connection. The
+    checkpoint file stays locked from before the chain's head is read until the new head
+    is written to it, so verification never sees a committed entry the checkpoint lacks.
     """
-    with engine.connect() as connection:
+    with _locked_checkpoint(checkpoint, fcntl.LOCK_EX) as handle, engine.connect() as connection:
         _serialize(connection)
         head = connection.execute(
             select(AuditEntry.id, AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
@@ -59,12 +62,20 @@ def append(engine: Engine, ring: KeyRing, checkpoint: Path, event: Event, at: dt
         entry_id, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
         fields = _fields(event, at or utcnow(), ring.active)
         entry_hash = _hash(ring.active_key, entry_id, prev_hash, fields)
-        connection.execute(
-            insert(AuditEntry).values(id=entry_id, prev_hash=prev_hash, entry_hash=entry_hash, **fields)
-        )
+        _insert(connection, {"id": entry_id, "prev_hash": prev_hash, "entry_hash": entry_hash, **fields})
         connection.commit()
-    write_checkpoint(checkpoint, entry_id, entry_hash)
+        _advance_checkpoint(handle, entry_id, entry_hash)
     return entry_id
+
+
+def _insert(connection: Connection, row: Mapping[str, Any]) -> None:
+    """On PostgreSQL through audit_append(), which checks the link: the web role may not INSERT."""
+    if connection.dialect.name == "postgresql":
+        at = row["at"].astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+        connection.execute(text("SELECT audit_append(CAST(:entry AS json))"),
+                           {"entry": json.dumps({**row, "at": at}, default=str)})
+    else:
+        connection.execute(insert(AuditEntry).values(**row))
 
 
 def _serialize(connection: Connection) -> None:
@@ -92,19 +103,30 @@ def _hash(key: bytes, entry_id: int, prev_hash: str, fields: Mapping[str, Any]) 
     return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
 
 
-def write_checkpoint(path: Path, entry_id: int, entry_hash: str) -> None:
-    """Record the newest head outside the database; never move it backwards."""
+@contextlib.contextmanager
+def _locked_checkpoint(path: Path, mode: int) -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        current = _parse_checkpoint(handle.read())
-        if current is None or current[0] < entry_id:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps({"id": entry_id, "hash": entry_hash}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        fcntl.flock(handle, mode)
+        yield handle
+
+
+def write_checkpoint(path: Path, entry_id: int, entry_hash: str) -> None:
+    """Record the newest head outside the database; never move it backwards."""
+    with _locked_checkpoint(path, fcntl.LOCK_EX) as handle:
+        _advance_checkpoint(handle, entry_id, entry_hash)
+
+
+def _advance_checkpoint(handle: TextIO, entry_id: int, entry_hash: str) -> None:
+    handle.seek(0)
+    current = _parse_checkpoint(handle.read())
+    if current is None or current[0] < entry_id:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"id": entry_id, "hash": entry_hash}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_checkpoint(path: Path) -> tuple[int, str] | None:
@@ -133,23 +155,40 @@ class Verification:
 
 
 def verify(engine: Engine, ring: KeyRing, checkpoint: Path) -> Verification:
-    """Check the whole chain, then the checkpoint; report the first problem found."""
-    expected_id, prev_hash, checked = 1, GENESIS, 0
+    """Check every row: none below id 1, the whole chain, then the checkpoint; report the first problem.
+
+    The checkpoint and the newest id are read together under the checkpoint's lock, so an
+    append in flight is either wholly in this check or wholly after it.
+    """
     with engine.connect() as connection:
-        for entry in _entries(connection):
+        mark, newest = _snapshot(connection, checkpoint)
+        outside = connection.execute(select(func.min(AuditEntry.id)).where(AuditEntry.id < 1)).scalar()
+        if outside is not None:
+            return Verification(False, 0, f"entry {outside} is outside the chain (ids start at 1)", outside)
+        expected_id, prev_hash, checked = 1, GENESIS, 0
+        for entry in _entries(connection, newest):
             problem = _check_entry(entry, expected_id, prev_hash, ring)
             if problem:
                 return Verification(False, checked, problem, entry["id"])
             expected_id, prev_hash, checked = entry["id"] + 1, entry["entry_hash"], checked + 1
-        head_hashes = {row.id: row.entry_hash for row in _checkpoint_rows(connection, checkpoint)}
-    return _check_checkpoint(checkpoint, checked, head_hashes)
+        head_hash = _hash_of(connection, mark[0]) if mark else None
+    return _check_checkpoint(checkpoint, mark, checked, head_hash)
 
 
-def _entries(connection: Connection, batch: int = 5000) -> Iterator[Mapping[str, Any]]:
+def _snapshot(connection: Connection, checkpoint: Path) -> tuple[tuple[int, str] | None, int]:
+    if not checkpoint.exists():
+        return None, connection.execute(select(func.coalesce(func.max(AuditEntry.id), 0))).scalar_one()
+    with _locked_checkpoint(checkpoint, fcntl.LOCK_SH) as handle:
+        newest = connection.execute(select(func.coalesce(func.max(AuditEntry.id), 0))).scalar_one()
+        return _parse_checkpoint(handle.read()), newest
+
+
+def _entries(connection: Connection, newest: int, batch: int = 5000) -> Iterator[Mapping[str, Any]]:
     last = 0
     while True:
         rows = connection.execute(
-            select(AuditEntry.__table__).where(AuditEntry.id > last).order_by(AuditEntry.id).limit(batch)
+            select(AuditEntry.__table__).where(AuditEntry.id > last, AuditEntry.id <= newest)
+            .order_by(AuditEntry.id).limit(batch)
         ).mappings().all()
         if not rows:
             return
@@ -171,15 +210,12 @@ def _check_entry(entry: Mapping[str, Any], expected_id: int, prev_hash: str, rin
     return None
 
 
-def _checkpoint_rows(connection: Connection, checkpoint: Path) -> Any:
-    mark = read_checkpoint(checkpoint)
-    if mark is None:
-        return []
-    return connection.execute(select(AuditEntry.id, AuditEntry.entry_hash).where(AuditEntry.id == mark[0])).all()
+def _hash_of(connection: Connection, entry_id: int) -> str | None:
+    return connection.execute(select(AuditEntry.entry_hash).where(AuditEntry.id == entry_id)).scalar()
 
 
-def _check_checkpoint(checkpoint: Path, checked: int, head_hashes: Mapping[int, str]) -> Verification:
-    mark = read_checkpoint(checkpoint)
+def _check_checkpoint(checkpoint: Path, mark: tuple[int, str] | None, checked: int,
+                      head_hash: str | None) -> Verification:
     if mark is None:
         if checked:
             return Verification(False, checked, f"checkpoint file {checkpoint} is missing")
@@ -187,8 +223,11 @@ def _check_checkpoint(checkpoint: Path, checked: int, head_hashes: Mapping[int, 
     mark_id, mark_hash = mark
     if mark_id > checked:
         return Verification(False, checked, f"the newest entries were removed: checkpoint names entry {mark_id}, the chain ends at {checked}", mark_id)
-    if head_hashes.get(mark_id) != mark_hash:
+    if head_hash != mark_hash:
         return Verification(False, checked, f"entry {mark_id} differs from the checkpoint", mark_id)
+    if checked > mark_id:
+        return Verification(False, mark_id, f"entries {mark_id + 1}..{checked} are past the checkpoint's head "
+                                            f"(entry {mark_id}): appended around the gateway", mark_id + 1)
     return Verification(True, checked)
 
 

@@ -1,7 +1,8 @@
 """The PostgreSQL grants of the web's role (printed by ``gateway db grants``).
 
-The web role may only SELECT the replica's tables, and may INSERT but never UPDATE or
-DELETE the audit trail. Grants are per table, so they hold even when both databases
+The web role may only SELECT the replica's tables. It may read the audit trail and append
+to it only through ``audit_append(json)`` (migration 0007: a SECURITY DEFINER function that
+refuses an entry not following the chain's head), never INSERT, UPDATE or DELETE it. Grants are per table, so they hold even when both databases
 share one PostgreSQL database. Run the output as the role that owns the tables.
 """
 
@@ -11,6 +12,9 @@ from sqlalchemy import MetaData
 
 from gateway.portal.models import AuditEntry, PortalBase
 from gateway.replica.tables import ReplicaBase
+
+
+APPEND_FUNCTION = "audit_append(json)"
 
 
 def quote(identifier: str) -> str:
@@ -43,7 +47,8 @@ def portal_grants(role: str, database: str) -> list[str]:
     statements = [
         f"GRANT CONNECT ON DATABASE {quote(database)} TO {quote(role)};",
         f"GRANT USAGE ON SCHEMA public TO {quote(role)};",
-        f"GRANT SELECT, INSERT ON TABLE {quote(audit)} TO {quote(role)};",
+        f"GRANT SELECT ON TABLE {quote(audit)} TO {quote(role)};",
+        f"GRANT EXECUTE ON FUNCTION {APPEND_FUNCTION} TO {quote(role)};",
     ]
     statements += [
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {quote(name)} TO {quote(role)};"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -16,6 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.cli import main
+from gateway.security import audit
+from gateway.security.keys import load_keyring
 from gateway.db import create_ro_engine, create_rw_engine, install_statement_guard
 from gateway.errors import ReadOnlyViolation
 from gateway.settings import Settings
@@ -117,21 +120,39 @@ def test_the_web_role_cannot_write_the_replica_even_with_read_only_switched_off(
     assert school_count(pg_instance) == 0
 
 
-def test_the_web_role_may_append_to_the_audit_trail_but_never_change_it(
+def test_the_web_role_appends_through_the_chain_only_and_never_changes_it(
     pg_instance: Settings, web_role: tuple[str, str]
 ) -> None:
     role, _ = web_role
     engine = create_rw_engine(as_role(pg_instance.portal.url, role))
-    with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO audit_log (id, at, action, detail, key_id, prev_hash, entry_hash) "
-            "VALUES (1, now(), 'login', '{}', 'k', 'p', 'h')"))
-    for statement in ("UPDATE audit_log SET action = 'nothing'", "DELETE FROM audit_log"):
+    ring, checkpoint = load_keyring(pg_instance, "audit"), pg_instance.audit.checkpoint_file
+    for number in range(3):  # the app's own appends still work
+        audit.append(engine, ring, checkpoint, audit.Event("login", actor_user_id=number))
+    forged = ("INSERT INTO audit_log (id, at, action, detail, key_id, prev_hash, entry_hash) "
+              "VALUES ({id}, now(), 'record.view', '{{}}', 'k', 'p', 'h{id}')")
+    for statement in (forged.format(id=4), forged.format(id=0), forged.format(id=-1),
+                      "UPDATE audit_log SET action = 'nothing'", "DELETE FROM audit_log"):
         with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
             connection.execute(text(statement))
-        assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege)
+        assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege), statement
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT action FROM audit_log")).scalar_one() == "login"
+        assert connection.execute(text("SELECT action FROM audit_log ORDER BY id")).scalars().all() == ["login"] * 3
+    assert audit.verify(engine, ring, checkpoint) == audit.Verification(True, 3)
+
+
+def test_the_append_function_refuses_an_entry_that_does_not_follow_the_head(
+    pg_instance: Settings, web_role: tuple[str, str]
+) -> None:
+    role, _ = web_role
+    engine = create_rw_engine(as_role(pg_instance.portal.url, role))
+    ring, checkpoint = load_keyring(pg_instance, "audit"), pg_instance.audit.checkpoint_file
+    audit.append(engine, ring, checkpoint, audit.Event("login", actor_user_id=1))
+    entry = {"at": "2026-11-28T12:00:00+00:00", "action": "record.view", "detail": {}, "key_id": "k", "entry_hash": "h"}
+    for link in ({"id": 0, "prev_hash": "0" * 64}, {"id": 5, "prev_hash": "x"}, {"id": 2, "prev_hash": "not-the-head"}):
+        with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
+            connection.execute(text("SELECT audit_append(CAST(:entry AS json))"), {"entry": json.dumps({**entry, **link})})
+        assert isinstance(caught.value.orig, psycopg.errors.IntegrityConstraintViolation), link
+    assert audit.verify(engine, ring, checkpoint) == audit.Verification(True, 1)
 
 
 def test_grants_give_select_only_on_every_replica_table(web_role: tuple[str, str]) -> None:

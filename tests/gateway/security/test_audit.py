@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, delete, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.security import audit
 from gateway.db import create_rw_engine
@@ -152,3 +153,77 @@ def test_gateway_audit_verify_exits_non_zero_naming_each_kind_of_tampering(any_i
     result = CliRunner().invoke(main, ["--config", str(any_instance.config_path), "audit", "verify"])
     assert result.exit_code == 4
     assert named in result.output
+
+
+FORGED_VIEW = ("INSERT INTO audit_log (id, at, action, actor_user_id, student_source_id, detail, key_id, prev_hash, entry_hash) "
+               "VALUES ({id}, CURRENT_TIMESTAMP, 'record.view', 7, 'forged', '{{}}', 'k', 'p', 'forged-{id}')")
+
+
+def _without_the_chain_guards(settings: Settings) -> Connection:
+    """An owner's connection with the CHECK and the append guard out of the way: what the file's
+    owner (SQLite) or the tables' owner (PostgreSQL) could still do."""
+    connection = create_rw_engine(settings.portal.url).connect()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_appends_at_the_head")
+    else:
+        connection.exec_driver_sql("ALTER TABLE audit_log DROP CONSTRAINT IF EXISTS ck_audit_log_chained_id")
+    return connection
+
+
+@pytest.mark.parametrize("forged_id", [0, -1])
+def test_the_database_refuses_an_audit_id_below_one(any_instance: Settings, forged_id: int) -> None:
+    fill(any_instance, 2)
+    engine = create_rw_engine(any_instance.portal.url)
+    with engine.connect() as connection, pytest.raises(IntegrityError):
+        connection.execute(text(FORGED_VIEW.format(id=forged_id)))
+        connection.commit()
+    assert verify(any_instance) == audit.Verification(True, 2)
+
+
+def test_sqlite_refuses_a_raw_insert_that_does_not_follow_the_head(instance: Settings) -> None:
+    # PostgreSQL's counterpart is the web role's (tests/gateway/test_readonly_engine.py).
+    any_instance = instance
+    fill(any_instance, 2)
+    engine = create_rw_engine(any_instance.portal.url)
+    for forged_id in (3, 50):  # the next id, with a made-up previous hash; and a gap
+        with engine.connect() as connection, pytest.raises(DBAPIError):
+            connection.execute(text(FORGED_VIEW.format(id=forged_id)))
+            connection.commit()
+    assert verify(any_instance) == audit.Verification(True, 2)
+
+
+@pytest.mark.parametrize("forged_id", [0, -5])
+def test_verification_names_a_row_below_id_one_that_got_past_the_database(any_instance: Settings, forged_id: int) -> None:
+    fill(any_instance, 3)
+    with _without_the_chain_guards(any_instance) as connection:
+        connection.execute(text(FORGED_VIEW.format(id=forged_id)))
+        connection.commit()
+    result = verify(any_instance)
+    assert not result.ok and result.entry_id == forged_id
+    assert result.problem == f"entry {forged_id} is outside the chain (ids start at 1)"
+
+
+def test_verification_names_rows_past_the_checkpoints_head(any_instance: Settings, tmp_path: Path) -> None:
+    fill(any_instance, 4)
+    # Two well-formed entries, signed with the audit key, that never reached the checkpoint.
+    engine = create_rw_engine(any_instance.portal.url)
+    ring = load_keyring(any_instance, "audit")
+    for number in range(2):
+        audit.append(engine, ring, tmp_path / "elsewhere.json", audit.Event("record.view", actor_user_id=number))
+    result = verify(any_instance)
+    assert not result.ok and result.entry_id == 5
+    assert result.problem == "entries 5..6 are past the checkpoint's head (entry 4): appended around the gateway"
+
+
+def test_the_cli_names_a_forged_row_below_id_one(instance: Settings) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    fill(instance, 2)
+    with _without_the_chain_guards(instance) as connection:
+        connection.execute(text(FORGED_VIEW.format(id=0)))
+        connection.commit()
+    result = CliRunner().invoke(main, ["--config", str(instance.config_path), "audit", "verify"])
+    assert result.exit_code == 4 and "entry 0 is outside the chain" in result.output
