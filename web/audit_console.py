@@ -7,7 +7,6 @@ sanitization report and the sync history.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 
@@ -15,7 +14,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Table, select
 
-from gateway.security import audit
+from gateway.security import audit, csvcells
 from gateway.replica import freshness
 from gateway.replica.dbtypes import ENCRYPTED
 from gateway.portal.models import AuditEntry, User
@@ -57,19 +56,20 @@ def access_log_csv() -> ResponseReturnValue:
     """The access log as CSV (same filters as the page)."""
     rows = _access_entries(limit=100_000)
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["at", "user_id", "username", "role", "action", "source_system", "student_source_id", "page", "ip"])
     usernames = _usernames(rows)
-    for e in rows:
-        writer.writerow([e.at.isoformat(), e.actor_user_id, usernames.get(e.actor_user_id, ""), e.actor_role, e.action,
-                         e.source_system, e.student_source_id, (e.detail or {}).get("page", ""), e.ip])
+    csvcells.write_rows(out, ["at", "user_id", "username", "role", "action", "source_system", "student_source_id",
+                              "page", "reason", "ip"],
+                        ([e.at.isoformat(), e.actor_user_id, usernames.get(e.actor_user_id, ""), e.actor_role, e.action,
+                          e.source_system, e.student_source_id, (e.detail or {}).get("page", ""),
+                          (e.detail or {}).get("reason", ""), e.ip] for e in rows))
     context.record("auditor.export", page="access_log")
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=access-log.csv"})
 
 def _access_entries(limit: int) -> list[AuditEntry]:
     """Record views and refusals, filtered by ?student=, ?user= and ?from=/?to= (district dates)."""
-    query = select(AuditEntry).where(AuditEntry.action.in_(("record.view", "record.refused")))
+    # Only rows in the chain (ids from 1; verification names any other): a forged row is never listed.
+    query = select(AuditEntry).where(AuditEntry.id >= 1, AuditEntry.action.in_(("record.view", "record.refused")))
     student, user = request.args.get("student", "").strip(), request.args.get("user", "").strip()
     if student:
         query = query.where(AuditEntry.student_source_id == student)

@@ -410,3 +410,53 @@ def test_run_now_for_an_unknown_connector_is_not_found(district_app: Flask, dist
     assert it.post("/it/jobs/987654/remove", data={"csrf_token": token, "confirm": "yes"}).status_code == 404
     with portal_session(district[0]) as session:
         assert session.execute(text("SELECT count(*) FROM sync_run_requests")).scalar_one() == 0
+
+
+def test_the_access_log_shows_source_system_and_refusal_reason_and_its_csv_cannot_carry_a_formula(
+    district_app: Flask, district: tuple[Settings, DemoSummary], parent_client: Callable[[str, str], FlaskClient]
+) -> None:
+    import csv
+    import io
+
+    from gateway.db import create_rw_engine
+    from gateway.security import audit
+    from gateway.security.keys import load_keyring
+
+    settings, summary = district
+    parent = parent_client("siblings", "formula.parent")
+    parent.get(f"/students/sis/{summary.cases['siblings']['pupil_id']}/grades")
+    parent.get(f"/students/sis/{summary.cases['transfer']['pupil_id']}/grades")  # refused: not their child
+    # Values as a source or a URL could bring them (a URL cannot carry a tab or a CR: appended directly).
+    engine, ring = create_rw_engine(settings.portal.url), load_keyring(settings, "audit")
+    for hostile in ("=HYPERLINK(\"http://evil\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx"):
+        audit.append(engine, ring, settings.audit.checkpoint_file, audit.Event(
+            "record.refused", actor_user_id=1, actor_role="parent", source_system="sis", student_source_id=hostile,
+            detail={"page": "grades", "reason": "no_portal_access"}))
+    auditor, _ = staff_client(district_app, settings, "formula.auditor", "auditor")
+    page = auditor.get("/audit/access-log").get_data(as_text=True)
+    assert "<th scope=\"col\">Source system</th>" in page and "<th scope=\"col\">Reason</th>" in page
+    assert "<td>sis</td>" in page and "<td>no_portal_access</td>" in page
+    rows = list(csv.DictReader(io.StringIO(auditor.get("/audit/access-log.csv").get_data(as_text=True))))
+    assert {row["source_system"] for row in rows} == {"sis"}
+    assert {row["reason"] for row in rows if row["action"] == "record.view"} == {""}
+    assert {row["reason"] for row in rows if row["action"] == "record.refused"} == {"no_portal_access"}
+    assert {"'=HYPERLINK(\"http://evil\")", "'+1+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx"} <= {row["student_source_id"] for row in rows}
+    assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for row in rows for cell in row.values() if cell)
+
+
+def test_the_access_log_leaves_out_a_row_outside_the_chain(district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    import sqlite3
+
+    settings = district[0]
+    auditor, _ = staff_client(district_app, settings, "chain.auditor", "auditor")
+    # What someone who may write the SQLite file can do: step around the CHECK and the trigger.
+    connection = sqlite3.connect(settings.instance_dir / "portal.sqlite3")
+    connection.execute("PRAGMA ignore_check_constraints = ON")
+    connection.execute("DROP TRIGGER IF EXISTS audit_log_appends_at_the_head")
+    connection.execute("INSERT INTO audit_log (id, at, action, actor_user_id, student_source_id, detail, key_id, prev_hash, "
+                       "entry_hash) VALUES (0, '2026-11-28 12:00:00', 'record.view', 1, 'forged-pupil', '{}', 'k', 'p', 'h')")
+    connection.commit()
+    connection.close()
+    assert "forged-pupil" not in auditor.get("/audit/access-log").get_data(as_text=True)
+    assert "forged-pupil" not in auditor.get("/audit/access-log.csv").get_data(as_text=True)
+    assert "entry 0 is outside the chain" in auditor.get("/audit").get_data(as_text=True)
