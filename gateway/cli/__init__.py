@@ -6,8 +6,10 @@ bodies, so importing the CLI stays cheap and the import contracts stay visible.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,29 @@ pass_context = click.make_pass_decorator(Context)
 def emit(as_json: bool, data: Any, text: str) -> None:
     """Print a status report as one JSON object, or as text for a person."""
     click.echo(json.dumps(data, sort_keys=True, default=str) if as_json else text)
+
+
+def cli_actor() -> str:
+    """Who ran the command: the operating-system user and host (the CLI has no portal account)."""
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+def audited(settings: Settings, action: str, **detail: Any) -> None:
+    """Append the audit entry of a change made from the CLI, after the change is committed.
+
+    Never pass a secret (a code, a password, a key): the trail is read by auditors.
+    """
+    from gateway.db import create_rw_engine
+    from gateway.security import audit
+    from gateway.security.keys import load_keyring
+
+    engine = create_rw_engine(settings.portal.url)
+    try:
+        audit.append(engine, load_keyring(settings, "audit"), settings.audit.checkpoint_file, audit.Event(
+            action, actor_role="cli", source_system=detail.pop("source_system", None),
+            student_source_id=detail.pop("student_source_id", None), detail={"actor": cli_actor(), **detail}))
+    finally:
+        engine.dispose()
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

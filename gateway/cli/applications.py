@@ -6,7 +6,7 @@ import click
 from sqlalchemy.orm import Session
 
 from gateway.portal import applications as service
-from gateway.cli import Context, emit, json_option, pass_context
+from gateway.cli import Context, audited, emit, json_option, pass_context
 from gateway.security.crypto import FieldCipher
 from gateway.db import create_ro_engine, create_rw_engine
 from gateway.security.keys import load_keyring
@@ -60,6 +60,8 @@ def approve(ctx: Context, application_id: int, guardian: str, as_json: bool) -> 
         approval = service.approve(portal, replica, settings, cipher, load_keyring(settings, "blind_index"),
                                    _load(portal, application_id), guardian)
         portal.commit()
+    audited(settings, "application.approved", application_id=application_id, guardian_source_id=guardian,
+            emailed=approval.emailed_to_sis_address)
     emitted = {"application_id": application_id, "emailed": approval.emailed_to_sis_address}
     if not approval.emailed_to_sis_address:
         emitted["code_for_letter"] = approval.code
@@ -76,4 +78,5 @@ def reject(ctx: Context, application_id: int, reason: str) -> None:
     with Session(create_rw_engine(ctx.settings.portal.url)) as portal:
         service.reject(portal, _load(portal, application_id), reason)
         portal.commit()
+    audited(ctx.settings, "application.rejected", application_id=application_id, reason=reason)
     click.echo(f"application {application_id} rejected")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 
 import click
 from sqlalchemy.orm import Session
 
 from gateway.portal import jobs as job_service
-from gateway.cli import Context, emit, json_option, pass_context
+from gateway.cli import Context, audited, cli_actor, emit, json_option, pass_context
 from gateway.db import create_rw_engine, session_factory
 from gateway.settings import Settings
 
@@ -40,6 +39,7 @@ def add(ctx: Context, connector: str, cron: str | None, every: str | None, full:
     """Add a job for CONNECTOR."""
     with _session(ctx.settings) as session:
         added = job_service.add_job(session, ctx.settings, connector, cron, every, full, nightly=not no_nightly)
+    audited(ctx.settings, "job.added", jobs=[job.id for job in added])
     emit(as_json, {"added": [job.as_dict() for job in added]},
          "\n".join(f"added job {j.id}: {j.connector} {j.trigger} {j.expression!r}{' full' if j.full else ''}" for j in added))
 
@@ -64,9 +64,11 @@ def _change(ctx: Context, job_id: int, action: str, as_json: bool) -> None:
     with _session(ctx.settings) as session:
         if action == "remove":
             job_service.remove_job(session, job_id)
+            audited(ctx.settings, "job.remove", job_id=job_id)
             emit(as_json, {"removed": job_id}, f"removed job {job_id}")
             return
         job = job_service.set_paused(session, job_id, action == "pause")
+    audited(ctx.settings, f"job.{action}", job_id=job_id)
     emit(as_json, job.as_dict(), f"job {job_id} {'paused' if job.paused else 'resumed'}")
 
 
@@ -106,7 +108,9 @@ def resume(ctx: Context, job_id: int, as_json: bool) -> None:
 def run_now(ctx: Context, connector: str, full: bool, allow_shrink: bool, as_json: bool) -> None:
     """Ask the scheduler to run CONNECTOR now."""
     with _session(ctx.settings) as session:
-        request_id = job_service.request_run(session, ctx.settings, connector, full, f"cli:{getpass.getuser()}", allow_shrink)
+        request_id = job_service.request_run(session, ctx.settings, connector, full, cli_actor(), allow_shrink)
+    audited(ctx.settings, "sync.run_requested", connector=connector, request_id=request_id, full=full,
+            allow_shrink=allow_shrink)
     emit(as_json, {"request_id": request_id}, f"requested run of {connector} (request {request_id}); "
          "the scheduler starts it within seconds")
 

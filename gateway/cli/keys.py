@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.security import audit
-from gateway.cli import Context, emit, json_option, pass_context
+from gateway.cli import Context, audited, cli_actor, emit, json_option, pass_context
 from gateway.security.crypto import FieldCipher
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
@@ -50,6 +50,7 @@ def rotate(ctx: Context, kind: str, as_json: bool) -> None:
     """
     settings = ctx.settings
     new_ring = _rotate(settings, kind)
+    audited(settings, "key.rotated", kind=kind, active=new_ring.active)
     report = {"kind": kind, "active": new_ring.active, "keys": len(new_ring.keys)}
     emit(as_json, report, f"{kind}: new active key {new_ring.active}; {_what_becomes_of_old_keys(kind)}")
 
@@ -63,7 +64,8 @@ def _what_becomes_of_old_keys(kind: str) -> str:
 def _rotate(settings: Settings, kind: str) -> KeyRing:
     ring = load_keyring(settings, kind)
     if kind == "audit":
-        new_ring = audit.rotate_key(create_rw_engine(settings.portal.url), ring, settings.audit.checkpoint_file)
+        new_ring = audit.rotate_key(create_rw_engine(settings.portal.url), ring, settings.audit.checkpoint_file,
+                                    actor=cli_actor())
         write_keyring(settings, new_ring)
         return new_ring
     new_ring = ring.rotated()
@@ -102,6 +104,7 @@ def prune(ctx: Context, kind: str, as_json: bool) -> None:
         _check_nothing_left_under_old_keys(settings, ring)
     pruned = ring.pruned()
     write_keyring(settings, pruned)
+    audited(settings, "key.pruned", kind=kind, removed=len(ring.keys) - 1, active=pruned.active)
     emit(as_json, {"kind": kind, "removed": len(ring.keys) - 1, "active": pruned.active},
          f"{kind}: removed {len(ring.keys) - 1} old key(s); active {pruned.active}")
 

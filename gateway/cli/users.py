@@ -9,7 +9,7 @@ import click
 from sqlalchemy.orm import Session
 
 from gateway.portal import accounts, activation, guidelines, people
-from gateway.cli import Context, emit, json_option, pass_context
+from gateway.cli import Context, audited, emit, json_option, pass_context
 from gateway.security.crypto import FieldCipher
 from gateway.db import create_ro_engine, create_rw_engine
 from gateway.errors import ConfigError
@@ -67,6 +67,7 @@ def create(ctx: Context, username: str, role: str, display_name: str, email: str
         user = accounts.create_user(session, settings, username=username, password=password, role=role,
                                     display_name=display_name, email=email)
         session.commit()
+        audited(ctx.settings, "account.created", username=user.username, role=user.role)
         emit(as_json, {"id": user.id, "username": user.username, "role": user.role}, f"created {role} {user.username}")
 
 
@@ -78,6 +79,7 @@ def unlock(ctx: Context, username: str) -> None:
     with _portal(ctx.settings) as session:
         accounts.unlock(session, username)
         session.commit()
+    audited(ctx.settings, "account.unlocked", username=username)
     click.echo(f"{username} can sign in again")
 
 
@@ -98,6 +100,8 @@ def deny(ctx: Context, guardian: str | None, source_system: str | None, email: s
                              reason, source_system=_source(settings, source_system) if guardian else None,
                              guardian_source_id=guardian, email=email, username=username)
         session.commit()
+        audited(settings, "denial.added", denial_id=denial.id, by=_denied_by(guardian, email, username),
+                source_system=denial.source_system, guardian_source_id=guardian, username=username, reason=reason)
         emit(as_json, {"denial_id": denial.id}, f"denied (denial {denial.id}); restore with gateway users restore {denial.id}")
 
 
@@ -109,7 +113,13 @@ def restore(ctx: Context, denial_id: int) -> None:
     with _portal(ctx.settings) as session:
         people.restore(session, denial_id)
         session.commit()
+    audited(ctx.settings, "denial.lifted", denial_id=denial_id)
     click.echo(f"denial {denial_id} lifted")
+
+
+def _denied_by(guardian: str | None, email: str | None, username: str | None) -> list[str]:
+    """What the denial names, never the email itself (the trail is not a contact list)."""
+    return [name for name, given in (("guardian", guardian), ("email", email), ("username", username)) if given]
 
 
 @click.group()
@@ -131,6 +141,9 @@ def issue_code(ctx: Context, student: str, guardian: str | None, source_system: 
         system = people.resolve_student(replica, student, source_system)
         issued = activation.issue(session, replica, settings, "guardian" if guardian else "student", system, student, guardian)
         session.commit()
+    audited(settings, "code.issued", source_system=system, student_source_id=student,
+            guardian_source_id=guardian, purpose="guardian" if guardian else "student",
+            expires_at=issued.expires_at.isoformat())
     emit(as_json, {"code": issued.code, "expires_at": issued.expires_at.isoformat()},
          f"{issued.code}  (expires {issued.expires_at:%Y-%m-%d})")
 
@@ -149,6 +162,7 @@ def publish(ctx: Context, text_file: Path, as_json: bool) -> None:
     with _portal(ctx.settings) as session:
         version = guidelines.publish(session, text_file.read_text(encoding="utf-8"))
         session.commit()
+        audited(ctx.settings, "guidelines.published", version=version.version)
         emit(as_json, {"version": version.version}, f"published version {version.version} of the user guidelines")
 
 
@@ -174,6 +188,8 @@ def record(ctx: Context, student: str, source_system: str | None, recorded: dt.d
                                               recorded.date(),
                                               effective.date() if effective else None, list(guardians))
         session.commit()
+        audited(settings, "termination.recorded", source_system=request.source_system, student_source_id=student,
+                request_id=request.id, guardians=list(guardians))
         emit(as_json, {"request_id": request.id, "effective_date": request.effective_date.isoformat()},
              f"recorded request {request.id}, in force from {request.effective_date}")
 
@@ -204,4 +220,5 @@ def letters(ctx: Context, school: str | None, grade: str | None, students: tuple
         training = upcoming_training(portal)
         path.write_text(render(batch, settings, training, standalone=True), encoding="utf-8")
         portal.commit()  # the codes exist only once the letters are written
+    audited(settings, "codes.issued_by_letter", letters=len(batch), school=school, grade=grade, students=list(students))
     emit(as_json, {"letters": len(batch), "file": str(path)}, f"{len(batch)} letters written to {path}")

@@ -231,8 +231,9 @@ def _check_checkpoint(checkpoint: Path, mark: tuple[int, str] | None, checked: i
     return Verification(True, checked)
 
 
-def rotate_key(engine: Engine, ring: KeyRing, checkpoint: Path) -> KeyRing:
-    """Start a new chain segment: the old key signs an entry naming the new key's id."""
+def rotate_key(engine: Engine, ring: KeyRing, checkpoint: Path, actor: str | None = None) -> KeyRing:
+    """Start a new chain segment: the old key signs an entry naming the new key's id (and who rotated it)."""
     new_ring = ring.rotated()
-    append(engine, ring, checkpoint, Event("audit.key_rotated", detail={"new_key_id": new_ring.active}))
+    detail = {"new_key_id": new_ring.active, **({"actor": actor} if actor else {})}
+    append(engine, ring, checkpoint, Event("audit.key_rotated", actor_role="cli" if actor else None, detail=detail))
     return new_ring

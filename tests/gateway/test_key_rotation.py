@@ -135,10 +135,10 @@ def test_an_audit_key_rotation_starts_a_new_segment_that_still_verifies(instance
     ring = load_keyring(instance, "audit")
     audit.append(engine, ring, checkpoint, audit.Event("login", actor_user_id=2))
     result = audit.verify(engine, ring, checkpoint)
-    assert result.ok and result.checked == 3, result
+    assert result.ok and result.checked == 4, result  # login, key_rotated (old key), the CLI's key.rotated, login
     with Session(engine) as session:
         key_ids = session.scalars(select(audit.AuditEntry.key_id).order_by(audit.AuditEntry.id)).all()
-    assert key_ids == [old_id, old_id, ring.active]
+    assert key_ids == [old_id, old_id, ring.active, ring.active]
 
 
 def test_a_denial_by_email_still_matches_after_the_blind_index_key_rotates(instance: Settings, cli: CliRunner) -> None:

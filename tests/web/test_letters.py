@@ -89,3 +89,29 @@ def test_letters_list_the_upcoming_training_sessions_in_the_familys_language(
         assert "Long gone" not in article and "ask your school for the next session" not in article
     for article in spanish:
         assert "martes, 15 de enero de 2030, 12:00: Portal basics" in article and "Las próximas sesiones sobre el uso del portal" in article
+
+
+def test_issuing_a_code_and_recording_a_paper_request_from_the_cli_are_audited_with_the_operator(
+    district: tuple[Settings, DemoSummary], cli: CliRunner
+) -> None:
+    import socket
+
+    settings, summary = district
+    case = summary.cases["split_household"]
+    pupil, guardian = str(case["pupil_id"]), str(case["contact_id"])
+    operator = {"USER": "alice", "LOGNAME": "alice"}
+    config = ["--config", str(settings.config_path)]
+    issued = cli.invoke(main, [*config, "codes", "issue", "--student", pupil, "--guardian", guardian, "--json"], env=operator)
+    assert issued.exit_code == 0, issued.output
+    code = json.loads(issued.output)["code"]
+    recorded = cli.invoke(main, [*config, "terminations", "record", "--student", pupil, "--recorded", "2026-12-01"],
+                          env=operator)
+    assert recorded.exit_code == 0, recorded.output
+    with portal_session(settings) as session:
+        rows = session.execute(select(AuditEntry.action, AuditEntry.source_system, AuditEntry.student_source_id,
+                                      AuditEntry.detail).where(AuditEntry.actor_role == "cli").order_by(AuditEntry.id)).all()
+    actor = f"cli:alice@{socket.gethostname()}"
+    assert [(action, system, student) for action, system, student, _ in rows] == [
+        ("code.issued", "sis", pupil), ("termination.recorded", "sis", pupil)]
+    assert [detail["actor"] for *_, detail in rows] == [actor, actor]
+    assert rows[0].detail["guardian_source_id"] == guardian and code not in str(rows[0].detail)  # never the code
