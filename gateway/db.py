@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,20 +41,41 @@ MYSQL_MULTI_STATEMENTS = 1 << 16  # pymysql.constants.CLIENT.MULTI_STATEMENTS
 MYSQL_SESSION = ("SET SESSION TRANSACTION READ ONLY",
                  "SET SESSION time_zone = '+00:00'",
                  "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'PIPES_AS_CONCAT')")
+# SQLite's own messages name constraints and columns, never values: these are kept whole.
+SQLITE_SAFE_MESSAGE = re.compile(r"(UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed: [\w., ]{1,200}")
+
+
+def describe_db_error(error: BaseException) -> str:
+    """What a database error was, safe to store and show: the driver's error class and the
+    constraint, table or column it names; never the message (PostgreSQL's DETAIL quotes the
+    row's values) nor the statement's parameters."""
+    orig = getattr(error, "orig", None) or error
+    parts = [type(orig).__name__]
+    diag = getattr(orig, "diag", None)
+    if diag is not None:  # psycopg: structured fields, no values
+        parts += [f"{label} {value}" for label, value in (("on constraint", diag.constraint_name),
+                  ("table", diag.table_name), ("column", diag.column_name)) if value]
+    else:
+        match = SQLITE_SAFE_MESSAGE.fullmatch(str(orig.args[0]) if orig.args else "")
+        if match:
+            parts.append(f"({match.group(0)})")
+    return " ".join(parts)
 
 
 def create_rw_engine(url: str, drivers: tuple[str, ...] = SUPPORTED_DRIVERS, **kwargs: Any) -> Engine:
     """A read-write engine (the portal, the replica for sync only, and ``demo-sis generate``)."""
     parsed = check_database_url("url", url, drivers)
     if parsed.get_backend_name() == "mysql":
-        return create_engine(parsed, pool_pre_ping=True, connect_args={"charset": "utf8mb4"}, **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"charset": "utf8mb4"}, hide_parameters=True,
+                             **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _ensure_parent(parsed.database)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True,
+                               **kwargs)
         event.listen(engine, "connect", _sqlite_writer_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(_with_driver(parsed), pool_pre_ping=True, **kwargs)
+    return create_engine(_with_driver(parsed), pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def create_ro_engine(url: str, guard: bool = True, source: bool = False,
@@ -67,10 +89,12 @@ def create_ro_engine(url: str, guard: bool = True, source: bool = False,
     if parsed.get_backend_name() == "sqlite":
         path = quote(str(Path(parsed.database or "").resolve()))
         ro_url = URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
-        engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = create_engine(ro_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True,
+                               **kwargs)
         event.listen(engine, "connect", _sqlite_reader_pragmas)
     elif parsed.get_backend_name() == "mysql":
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=dict(MYSQL_CONNECT_ARGS), **kwargs)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=dict(MYSQL_CONNECT_ARGS), hide_parameters=True,
+                               **kwargs)
         event.listen(engine, "connect", _mysql_read_only_session)
         event.listen(engine, "begin", _mysql_begin_read_only)
     else:
@@ -79,7 +103,7 @@ def create_ro_engine(url: str, guard: bool = True, source: bool = False,
         session = read_only_session(parsed)
         connect_args = {**session.connect_args, **(session.source_args if source else {})}
         engine = create_engine(session.url(_with_driver(parsed)), pool_pre_ping=True,
-                               connect_args=connect_args, **kwargs)
+                               connect_args=connect_args, hide_parameters=True, **kwargs)
         session.install(engine)
     if guard:
         install_statement_guard(engine)

@@ -153,6 +153,20 @@ class SkippableRecordError(SyncError):
     disposition: Disposition = "skippable"
 
 
+class SyncWriteError(FatalSyncError):
+    """A record could not be written to the replica; the run applied nothing.
+
+    ``cause`` is already safe to store and show (see ``gateway.db.describe_db_error``):
+    a run's error never holds a row's values.
+    """
+
+    def __init__(self, table: str, source_id: str | None, cause: str) -> None:
+        self.table, self.source_id, self.cause = table, source_id, cause
+        where = f"{table} source id {source_id}" if source_id is not None else table
+        super().__init__(f"could not write {where}: {cause}; the run applied nothing: "
+                         "correct that record in the source (or the replica's schema) and run again")
+
+
 class SyncRefused(FatalSyncError):
     """A run stopped on purpose and applied nothing (shrink guard, reject threshold)."""
 

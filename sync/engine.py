@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy.exc import DBAPIError
 
 from gateway.security.crypto import FieldCipher
-from gateway.db import create_rw_engine
+from gateway.db import create_rw_engine, describe_db_error
 from gateway.replica.dbtypes import utcnow
-from gateway.errors import GatewayError, SyncError, SyncRefused
+from gateway.errors import GatewayError, SyncError, SyncRefused, SyncWriteError
 from gateway.security.keys import load_keys
 from gateway.replica.records import Record, Reject, Tombstone
 from gateway.replica.tables import CANONICAL_TABLES, RUN_WARNINGS_KEY, SyncReject, SyncRun
@@ -219,8 +220,29 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
 
 
 def _write(context: RunContext, writer: TableWriter, batch: list[Record]) -> None:
-    for reject in writer.write(_once_each(context, writer, batch)):  # a reference the replica lacks: old row kept
+    """Write a batch in a savepoint; if the database refuses it, name the record it refuses.
+
+    The run fails either way (its transaction is never committed), so the search may
+    keep what it writes: records are written one by one until the refused one.
+    """
+    records = _once_each(context, writer, batch)
+    try:
+        with writer.connection.begin_nested():
+            rejects = writer.write(records)
+    except DBAPIError as error:
+        raise SyncWriteError(writer.table.name, _refused_record(writer, records), describe_db_error(error)) from None
+    for reject in rejects:  # a reference the replica lacks: old row kept
         _reject(context, writer, reject)
+
+
+def _refused_record(writer: TableWriter, batch: list[Record]) -> str | None:
+    for record in batch:
+        try:
+            with writer.connection.begin_nested():
+                writer.write([record])
+        except DBAPIError:
+            return record.source_id
+    return None  # refused only as a batch
 
 
 def _once_each(context: RunContext, writer: TableWriter, batch: list[Record]) -> list[Record]:
@@ -322,7 +344,20 @@ def _finish_run(connection: Connection, context: RunContext, status: str, counts
 
 
 def _record_failure(replica: Engine, context: RunContext, error: BaseException) -> None:
-    message = str(error) or type(error).__name__
+    _finish_failed(replica, context, safe_error_text(error))
+
+
+def safe_error_text(error: BaseException) -> str:
+    """A failed run's stored error: the gateway's own messages, or a database error's class and
+    constraint; never a driver's message or a bug's text, which may quote the row's values."""
+    if isinstance(error, GatewayError):
+        return str(error)
+    if isinstance(error, DBAPIError):
+        return f"database error: {describe_db_error(error)}; see the sync log"
+    return f"{type(error).__name__} (an internal error; the traceback is in the sync log)"
+
+
+def _finish_failed(replica: Engine, context: RunContext, message: str) -> None:
     with replica.connect() as connection:
         _finish_run(connection, context, "failed", {}, message)
         connection.commit()

@@ -422,3 +422,36 @@ def test_a_nul_character_in_a_source_value_rejects_that_row_and_the_run_succeeds
     assert reasons[0] == "given_name: a value contains a NUL character"  # names the field
     assert reasons[1:] and all(r.startswith("student 3 is not in the replica") for r in reasons[1:])  # its dependants
     assert "3" not in replica_state(any_synced)["students"]
+
+
+RECOGNISABLE = "Zebediah-Quillfeather"
+
+
+def fail_on_a_recognisable_value(settings: Settings, source: Path) -> None:
+    """Two pupils renamed to one name a unique index forbids: the second write fails on a constraint."""
+    engine = create_rw_engine(settings.replica.url)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE UNIQUE INDEX one_zebediah ON students (given_name) "
+                                f"WHERE given_name = '{RECOGNISABLE}'"))
+    engine.dispose()
+    with sqlite3.connect(source) as db:
+        db.execute(f"UPDATE pupils SET first_name = '{RECOGNISABLE}', updated_at = '2026-11-28 12:00:00' "
+                   "WHERE pupil_id IN (3, 4)")
+
+
+def test_a_run_failing_on_a_constraint_stores_the_table_source_id_and_cause_never_the_value(
+    any_synced: Settings, source: Path
+) -> None:
+    run(any_synced, full=True)
+    fail_on_a_recognisable_value(any_synced, source)
+    with pytest.raises(Exception) as caught:
+        run(any_synced, full=True)
+    assert RECOGNISABLE not in str(caught.value)
+    engine = create_rw_engine(any_synced.replica.url)
+    with engine.connect() as connection:
+        stored = connection.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(1)).mappings().one()
+    engine.dispose()
+    assert stored["status"] == "failed"
+    assert RECOGNISABLE not in str(dict(stored))
+    assert stored["error"].startswith("could not write students source id 4: ")
+    assert "one_zebediah" in stored["error"] or "students.given_name" in stored["error"]  # the constraint, named

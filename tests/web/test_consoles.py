@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
@@ -460,3 +461,35 @@ def test_the_access_log_leaves_out_a_row_outside_the_chain(district_app: Flask, 
     assert "forged-pupil" not in auditor.get("/audit/access-log").get_data(as_text=True)
     assert "forged-pupil" not in auditor.get("/audit/access-log.csv").get_data(as_text=True)
     assert "entry 0 is outside the chain" in auditor.get("/audit").get_data(as_text=True)
+
+
+def test_a_failed_runs_error_names_table_source_id_and_cause_but_never_the_rows_values(
+    district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner
+) -> None:
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from gateway.cli import main
+    from gateway.db import create_rw_engine
+
+    settings = district[0]
+    value = "Zebediah-Quillfeather"
+    replica = create_rw_engine(settings.replica.url)
+    with replica.begin() as connection:
+        connection.execute(text(f"CREATE UNIQUE INDEX one_zebediah ON students (given_name) WHERE given_name = '{value}'"))
+    replica.dispose()
+    source = Path(make_url(settings.connectors[0].options["url"]).database or "")
+    with sqlite3.connect(source) as db:
+        db.execute(f"UPDATE pupils SET first_name = '{value}', updated_at = '2026-11-28 12:00:00' WHERE pupil_id IN (1, 2)")
+    result = cli.invoke(main, ["--config", str(settings.config_path), "sync", "run", "sis", "--full"])
+    assert result.exit_code != 0 and value not in result.output
+    assert "could not write students source id 2" in result.output
+    it, _ = staff_client(district_app, settings, "errors.it", "it")
+    auditor, _ = staff_client(district_app, settings, "errors.auditor", "auditor")
+    run_id = 2  # the district's first sync is run 1
+    for client, path in ((it, "/it"), (it, f"/it/runs/{run_id}"), (auditor, "/audit/sync-history"), (auditor, f"/it/runs/{run_id}")):
+        page = client.get(path).get_data(as_text=True)
+        assert "could not write students source id 2" in page, path
+        assert value not in page, path
