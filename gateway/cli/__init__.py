@@ -47,11 +47,59 @@ class GatewayGroup(click.Group):
     """Turns a ``GatewayError`` into one line on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # Click 8 keeps the subcommand's name apart from ctx.args (Click 9 will not).
+        command = self._command_path(ctx, [*getattr(ctx, "_protected_args", []), *ctx.args])
         try:
             return super().invoke(ctx)
         except GatewayError as error:
             click.echo(f"gateway: {error}", err=True)
             ctx.exit(error.exit_code)
+        except SQLAlchemyError as error:
+            click.echo(_database_failure(ctx, command, error), err=True)
+            ctx.exit(1)
+
+    def _command_path(self, ctx: click.Context, words: list[str]) -> str:
+        """The subcommand names at the front of the arguments, e.g. ``users unlock``."""
+        names: list[str] = []
+        group: click.Command | None = self
+        for word in words:
+            found = group.get_command(ctx, word) if isinstance(group, click.Group) else None
+            if found is None:
+                break
+            names.append(word)
+            group = found
+        return " ".join(names) or "gateway"
+
+
+def _database_failure(ctx: click.Context, command: str, error: Exception) -> str:
+    """One line for the person (what failed, what to do); the traceback to the log file."""
+    from gateway.db import describe_db_error
+
+    log = _log_traceback(ctx.obj, error)
+    where = f"; the details are in {log}" if log else ""
+    return (f"gateway: {command} failed on the database ({describe_db_error(error)}); check that the database is "
+            f"reachable and migrated (gateway db status, gateway db upgrade){where}")
+
+
+def _log_traceback(context: Context | None, error: Exception) -> Path | None:
+    """Append the traceback to <instance>/logs/gateway-cli.log (owner-only); None if there is no instance."""
+    import traceback
+    from datetime import datetime, timezone
+
+    try:
+        path = context.settings.instance_dir / "logs" / "gateway-cli.log" if context else None
+    except GatewayError:
+        return None
+    if path is None:
+        return None
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+        handle.write(f"{datetime.now(timezone.utc).isoformat()} {cli_actor()}\n")
+        handle.write("".join(traceback.format_exception(error)))
+    return path
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -248,3 +248,18 @@ def test_a_key_file_readable_by_group_or_others_stops_start_up_with_the_chmod_to
 def test_every_key_file_the_test_instances_create_is_owner_only(instance: Settings) -> None:
     modes = {path.name: path.stat().st_mode & 0o777 for path in instance.keys_dir.iterdir()}
     assert modes == {name: 0o600 for name in ("audit", "blind_index", "field", "flask", "row_hash")}
+
+
+def test_a_database_error_prints_one_line_and_puts_the_traceback_in_the_log(instance: Settings, cli: CliRunner) -> None:
+    portal = instance.instance_dir / "portal.sqlite3"
+    portal.unlink()
+    portal.touch(mode=0o600)  # a database never migrated: every command touching accounts fails
+    result = cli.invoke(main, ["--config", str(instance.config_path), "users", "unlock", "someone"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    log = instance.instance_dir / "logs" / "gateway-cli.log"
+    assert result.stderr.startswith("gateway: users unlock failed on the database (OperationalError)")
+    assert "gateway db status" in result.stderr and str(log) in result.stderr
+    assert "Traceback" in log.read_text() and "no such table" in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600
