@@ -38,6 +38,7 @@ def audit_home() -> ResponseReturnValue:
     # Reading the whole chain is long: a plain (deferred) transaction on SQLite, so it neither
     # waits for this request's own write lock nor holds one against the other workers.
     reader = db.portal().get_bind().execution_options(sqlite_begin="BEGIN")
+    db.portal().commit()  # verification waits for appends in flight, which may wait for this request's lock
     result = audit.verify(reader, context.keys().audit, settings.audit.checkpoint_file)  # type: ignore[arg-type]
     context.record("auditor.view", page="verification")
     return render_template("console_audit.html", result=result)

@@ -158,7 +158,8 @@ def verify(engine: Engine, ring: KeyRing, checkpoint: Path) -> Verification:
     """Check every row: none below id 1, the whole chain, then the checkpoint; report the first problem.
 
     The checkpoint and the newest id are read together under the checkpoint's lock, so an
-    append in flight is either wholly in this check or wholly after it.
+    append in flight is either wholly in this check or wholly after it. Call it holding no
+    write transaction on the portal database: an append holding that lock may wait for it.
     """
     with engine.connect() as connection:
         mark, newest = _snapshot(connection, checkpoint)
