@@ -136,3 +136,30 @@ def test_the_help_page_lists_the_upcoming_training_sessions_the_activation_page_
     add_training(district[0])
     page = client.get("/help").get_data(as_text=True)
     assert "The next sessions on using the portal:" in page and "Portal basics, Library, Riverbend High" in page
+
+
+def test_approving_and_rejecting_from_the_cli_are_audited_with_the_operator(
+    district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner
+) -> None:
+    import socket
+
+    settings, summary = district
+    config = ["--config", str(settings.config_path)]
+    operator = {"USER": "alice", "LOGNAME": "alice", "LNAME": "alice", "USERNAME": "alice"}
+    for case in ("transfer", "siblings"):
+        number, born, _ = sis_facts(settings, summary, case)
+        apply(district_app, number, born, f"{case}@example.org")
+    first, second = json.loads(cli.invoke(main, [*config, "applications", "list", "--json"]).output)["applications"]
+    guardian = str(summary.cases["transfer"]["contact_id"])
+    assert cli.invoke(main, [*config, "applications", "approve", str(first["id"]), "--guardian", guardian],
+                      env=operator).exit_code == 0
+    assert cli.invoke(main, [*config, "applications", "reject", str(second["id"]), "--reason", "not the parent"],
+                      env=operator).exit_code == 0
+    with portal_session(settings) as session:
+        rows = session.execute(text("SELECT action, actor_role, detail FROM audit_log WHERE action IN ('application.approved', 'application.rejected') "
+                                    "ORDER BY id")).all()
+    actor = f"cli:alice@{socket.gethostname()}"
+    assert [(action, role) for action, role, _ in rows] == [("application.approved", "cli"), ("application.rejected", "cli")]
+    details = [detail if isinstance(detail, dict) else json.loads(detail) for _, _, detail in rows]
+    assert [detail["actor"] for detail in details] == [actor, actor]
+    assert details[0]["guardian_source_id"] == guardian and details[1]["reason"] == "not the parent"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.demo.sis import DemoSummary
-from gateway.portal.models import User
+from gateway.portal.models import AuditEntry, User
 from gateway.settings import Settings
 
 from .conftest import accept_guidelines, activate, csrf, portal_session, staff_client
@@ -115,3 +115,18 @@ def test_issuing_a_code_and_recording_a_paper_request_from_the_cli_are_audited_w
         ("code.issued", "sis", pupil), ("termination.recorded", "sis", pupil)]
     assert [detail["actor"] for *_, detail in rows] == [actor, actor]
     assert rows[0].detail["guardian_source_id"] == guardian and code not in str(rows[0].detail)  # never the code
+
+
+def test_printing_letters_from_the_cli_is_audited_with_the_operator(district: tuple[Settings, DemoSummary], cli: CliRunner,
+                                                                    tmp_path: Path) -> None:
+    import socket
+
+    settings, summary = district
+    pupil = str(summary.cases["split_household"]["pupil_id"])
+    result = cli.invoke(main, ["--config", str(settings.config_path), "letters", "--student", pupil,
+                               "--out", str(tmp_path / "letters")], env={"USER": "alice", "LOGNAME": "alice"})
+    assert result.exit_code == 0, result.output
+    with portal_session(settings) as session:
+        (detail,) = session.execute(select(AuditEntry.detail).where(AuditEntry.action == "codes.issued_by_letter")).scalars()
+    assert detail == {"actor": f"cli:alice@{socket.gethostname()}", "letters": 2, "school": None, "grade": None,
+                      "students": [pupil]}
