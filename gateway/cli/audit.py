@@ -9,7 +9,7 @@ import click
 from sqlalchemy import select
 
 from gateway.security import audit
-from gateway.cli import Context, emit, json_option, pass_context
+from gateway.cli import Context, audited, emit, json_option, pass_context
 from gateway.db import create_rw_engine
 from gateway.errors import GatewayError
 from gateway.security.keys import load_keyring
@@ -41,6 +41,22 @@ def verify(ctx: Context, as_json: bool) -> None:
          else f"audit trail BROKEN after {result.checked} good entries: {result.problem}")
     if not result.ok:
         raise click.exceptions.Exit(TrailBroken.exit_code)
+
+
+@audit_group.command("accept-head")
+@json_option
+@pass_context
+def accept_head(ctx: Context, as_json: bool) -> None:
+    """Move the checkpoint to the chain's head, once you have checked the entries past it."""
+    settings = ctx.settings
+    previous, chain = audit.accept_head(create_rw_engine(settings.portal.url), load_keyring(settings, "audit"),
+                                        settings.audit.checkpoint_file)
+    if not chain.ok:
+        emit(as_json, chain.as_dict(), f"checkpoint NOT moved: the chain itself is broken: {chain.problem}")
+        raise click.exceptions.Exit(TrailBroken.exit_code)
+    audited(settings, "audit.head_accepted", previous_checkpoint=previous, head=chain.checked)
+    emit(as_json, {"previous": previous, "head": chain.checked},
+         f"checkpoint moved from entry {previous} to entry {chain.checked}")
 
 
 @audit_group.command()

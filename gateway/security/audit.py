@@ -163,17 +163,41 @@ def verify(engine: Engine, ring: KeyRing, checkpoint: Path) -> Verification:
     """
     with engine.connect() as connection:
         mark, newest = _snapshot(connection, checkpoint)
-        outside = connection.execute(select(func.min(AuditEntry.id)).where(AuditEntry.id < 1)).scalar()
-        if outside is not None:
-            return Verification(False, 0, f"entry {outside} is outside the chain (ids start at 1)", outside)
-        expected_id, prev_hash, checked = 1, GENESIS, 0
-        for entry in _entries(connection, newest):
-            problem = _check_entry(entry, expected_id, prev_hash, ring)
-            if problem:
-                return Verification(False, checked, problem, entry["id"])
-            expected_id, prev_hash, checked = entry["id"] + 1, entry["entry_hash"], checked + 1
+        broken, _ = _walk(connection, ring, newest)
+        if not broken.ok:
+            return broken
         head_hash = _hash_of(connection, mark[0]) if mark else None
-    return _check_checkpoint(checkpoint, mark, checked, head_hash)
+    return _check_checkpoint(checkpoint, mark, broken.checked, head_hash)
+
+
+def _walk(connection: Connection, ring: KeyRing, newest: int) -> tuple[Verification, str]:
+    """The chain alone, up to ``newest``: its first problem, or ok with the count and the head's hash."""
+    outside = connection.execute(select(func.min(AuditEntry.id)).where(AuditEntry.id < 1)).scalar()
+    if outside is not None:
+        return Verification(False, 0, f"entry {outside} is outside the chain (ids start at 1)", outside), GENESIS
+    expected_id, prev_hash, checked = 1, GENESIS, 0
+    for entry in _entries(connection, newest):
+        problem = _check_entry(entry, expected_id, prev_hash, ring)
+        if problem:
+            return Verification(False, checked, problem, entry["id"]), prev_hash
+        expected_id, prev_hash, checked = entry["id"] + 1, entry["entry_hash"], checked + 1
+    return Verification(True, checked), prev_hash
+
+
+def accept_head(engine: Engine, ring: KeyRing, checkpoint: Path) -> tuple[int | None, Verification]:
+    """Move the checkpoint to the chain's head after a person has checked the entries past it.
+
+    For an append that committed but died before writing the checkpoint. Refused (the
+    verification is returned, not ok) unless every entry verifies under the audit keys.
+    Returns the checkpoint's previous entry id and the chain's verification.
+    """
+    with _locked_checkpoint(checkpoint, fcntl.LOCK_EX) as handle, engine.connect() as connection:
+        newest = connection.execute(select(func.coalesce(func.max(AuditEntry.id), 0))).scalar_one()
+        chain, head_hash = _walk(connection, ring, newest)
+        previous = _parse_checkpoint(handle.read())
+        if chain.ok and chain.checked:
+            _advance_checkpoint(handle, chain.checked, head_hash)
+    return (previous[0] if previous else None), chain
 
 
 def _snapshot(connection: Connection, checkpoint: Path) -> tuple[tuple[int, str] | None, int]:
@@ -228,7 +252,9 @@ def _check_checkpoint(checkpoint: Path, mark: tuple[int, str] | None, checked: i
         return Verification(False, checked, f"entry {mark_id} differs from the checkpoint", mark_id)
     if checked > mark_id:
         return Verification(False, mark_id, f"entries {mark_id + 1}..{checked} are past the checkpoint's head "
-                                            f"(entry {mark_id}): appended around the gateway", mark_id + 1)
+                                            f"(entry {mark_id}): appended around the gateway, or by an append that "
+                                            "died before its checkpoint; check them, then gateway audit accept-head",
+                            mark_id + 1)
     return Verification(True, checked)
 
 
