@@ -11,13 +11,13 @@ from gateway.replica.dbtypes import utcnow
 
 
 def takes_writes(session: Session) -> bool:
-    """Insert a probe row and roll it back: a read-only, full or locked-out database says no.
+    """Insert a probe row and roll it back: a read-only file or mount, a read-only transaction
+    mode or lost permissions say no (a full disk only where the insert itself needs space).
 
     Nothing is kept either way; the session is left with no open transaction.
     """
     try:
         session.execute(insert(HealthProbe).values(at=utcnow()))
-        session.flush()
         return True
     except SQLAlchemyError:
         return False
