@@ -425,13 +425,19 @@ def _lifetime(value: Any) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def make_session(name: str, options: Mapping[str, Any], client_secret: str, retries: int) -> requests.Session:
-    """A GET-only session, signed per OAuth 1.0a (HMAC-SHA256) or carrying an OAuth 2 token (asked for now)."""
+def retrying_session(retries: int) -> requests.Session:
+    """A session retrying GETs on 429 and 5xx with jittered backoff, honouring ``Retry-After`` (shared with ``edfi``)."""
     retry = Retry(total=retries, backoff_factor=0.5, backoff_jitter=0.5, status_forcelist=(429, 500, 502, 503, 504),
                   allowed_methods=("GET",), respect_retry_after_header=True, raise_on_status=True)
     session = requests.Session()
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def make_session(name: str, options: Mapping[str, Any], client_secret: str, retries: int) -> requests.Session:
+    """A GET-only session, signed per OAuth 1.0a (HMAC-SHA256) or carrying an OAuth 2 token (asked for now)."""
+    session = retrying_session(retries)
     if options["auth"] == "oauth2":
         credentials = ClientCredentials(name, options["token_url"], options["client_id"], client_secret,
                                         options.get("client_auth", "client_secret_basic"), options.get("scope", ""),
@@ -454,7 +460,7 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> OneRosterRead
     return OneRosterReader(entry.name, entry.source_system, source, options["guardian_portal_access"])
 
 
-def _secure_or_loopback(url: str) -> bool:
+def secure_or_loopback(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
 
@@ -480,7 +486,7 @@ def _checked(entry: ConnectorSettings) -> dict[str, Any]:
     if not isinstance(options.get("sort", True), bool):
         raise ConfigError(f"{key}.sort", "must be true or false", "false only for providers that refuse sort=sourcedId")
     for name in ("base_url", "token_url"):
-        if options.get(name) and not _secure_or_loopback(str(options[name])):
+        if options.get(name) and not secure_or_loopback(str(options[name])):
             raise ConfigError(f"{key}.{name}", "must use https", "credentials and student data never travel in clear")
     guardian_portal_access(entry, options)
     return options

@@ -14,9 +14,9 @@ Factory = Callable[[ConnectorSettings, Settings], Connector]
 
 
 def _kinds() -> Mapping[str, Factory]:
-    from connectors import oneroster_csv, oneroster_rest, sql
+    from connectors import edfi, oneroster_csv, oneroster_rest, sql
 
-    return {"oneroster-csv": oneroster_csv.from_settings, "oneroster-rest": oneroster_rest.from_settings,
+    return {"edfi": edfi.from_settings, "oneroster-csv": oneroster_csv.from_settings, "oneroster-rest": oneroster_rest.from_settings,
             "sql": sql.from_settings}
 
 

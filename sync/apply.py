@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, any_, bindparam, delete, select
+from sqlalchemy import Connection, String, Table, any_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql
 
 from gateway.security.crypto import FieldCipher, email_index, row_hash
@@ -220,6 +220,28 @@ class TableWriter:
             self.counts.deleted += self.connection.execute(
                 delete(self.table).where(self.table.c.source_system == self.source_system, self.table.c.source_id.in_(ids))
             ).rowcount
+
+    def move(self, old_source_id: str, new_source_id: str) -> None:
+        """A natural key changed: the row takes the new source id and every reference to it follows.
+
+        Its replica id stays, so rows joined to it and portal access built on it are kept.
+        When a row already has the new key (the move was applied before), the old one goes.
+        """
+        t = self.table
+        if self._existing([new_source_id]):
+            self.tombstones([old_source_id])
+            return
+        moved = self.connection.execute(update(t).where(t.c.source_system == self.source_system,
+                                                        t.c.source_id == old_source_id)
+                                        .values(source_id=new_source_id)).rowcount
+        self.counts.updated += moved
+        for other in canonical_tables().values():
+            for ref in references(other):
+                if ref.target is t:
+                    column = other.c[ref.source_column]
+                    self.connection.execute(update(other).where(other.c.source_system == self.source_system,
+                                                                column == old_source_id)
+                                            .values({ref.source_column: new_source_id}))
 
     def delete_vanished(self, max_share: float, allow_shrink: bool, connector: str, min_rows: int = 0) -> None:
         """Delete the rows this snapshot did not contain, unless that is too large a share.

@@ -23,13 +23,13 @@ from gateway.db import create_rw_engine, describe_db_error
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError, SyncError, SyncRefused, SyncWriteError
 from gateway.security.keys import load_keys
-from gateway.replica.records import Record, Reject, Tombstone
+from gateway.replica.records import KeyChange, Record, Reject, Tombstone
 from gateway.replica.tables import CANONICAL_TABLES, RUN_WARNINGS_KEY, SyncReject, SyncRun
 from gateway.replica.sanitize import SanitizePolicy, load_policy
 from gateway.settings import Settings
 
 from connectors.base import Connector, StreamSpec
-from sync import cursors
+from sync import cursors, resource_ids
 from sync import findings as run_findings
 from sync.quarantine import narrows_access
 from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
@@ -126,6 +126,7 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
     with replica.connect() as connection:
         connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         saved = cursors.load(connection, context.connector.name)
+        known_ids = resource_ids.restore(connection, context.connector)
         writers: dict[str, TableWriter] = {}
         for spec in sorted(context.connector.streams, key=lambda s: TABLE_ORDER.index(s.table)):
             table = table_named(spec.table)
@@ -147,6 +148,7 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
             writer.resolve_references()
         _check_reject_share(context, counts)
         context.findings = _findings(connection, context)
+        resource_ids.keep(connection, context.connector, known_ids)
         _finish_run(connection, context, "succeeded", counts, None)
         connection.commit()
     return counts
@@ -197,6 +199,11 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
             writer.counts.null_cursor += 1  # read by every incremental run (sync.cursors): counted, so it shows
         if isinstance(item, Tombstone):
             gone.append(item.source_id)
+            continue
+        if isinstance(item, KeyChange):  # the row moves before any record of the stream names it by its new key
+            _write(context, writer, batch)
+            batch = []
+            writer.move(item.old_source_id, item.new_source_id)
             continue
         problems = item.problems() or writer.sanitizer.too_long(item)
         if problems:

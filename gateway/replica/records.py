@@ -258,3 +258,18 @@ class Reject:
 def _value_names(record_type: type[Record]) -> tuple[str, ...]:
     """A record type's value fields, worked out once (``fields()`` per record cost a tenth of a sync)."""
     return tuple(f.name for f in fields(record_type) if f.name not in ("source_id", "modified_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """A source's word that a row's natural key changed (Ed-Fi ``/keyChanges``).
+
+    The row moves: its source id becomes ``new_source_id`` and the ``*_source_id`` columns
+    that name it follow, so its replica id, the rows that refer to it and portal access
+    built on it stay. Never a delete and an insert.
+    """
+
+    table: str
+    old_source_id: str
+    new_source_id: str
+    modified_at: dt.datetime | int | None = None

@@ -273,3 +273,19 @@ class SyncCursor(ReplicaBase):
 # Lookups the portal pages make on every request.
 Index("ix_student_guardians_pair", StudentGuardian.guardian_source_id, StudentGuardian.student_source_id)
 Index("ix_attendance_student_date", Attendance.student_source_id, Attendance.date)
+
+
+class SourceResourceId(ReplicaBase):
+    """An API item's server-assigned id and the natural key (source id) it was read with.
+
+    Ed-Fi ``/deletes`` on older API versions name only the server id: this map, kept with
+    the published run, turns them into tombstones. Not canonical data: never shown.
+    """
+
+    __tablename__ = "source_resource_ids"
+    __table_args__ = (UniqueConstraint("connector", "resource", "resource_id", name="uq_source_resource_ids_item"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[str] = mapped_column(String(255))
