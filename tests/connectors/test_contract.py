@@ -17,6 +17,7 @@ from gateway.demo.sis import DemoSummary
 from connectors import registry
 from connectors.base import Connector
 
+from .edfi_provider import EdFiProvider
 from .provider import Provider
 
 # The sql kind once more, reading the same demo district from a live MariaDB server.
@@ -33,6 +34,13 @@ def connector_for(kind: str, request: pytest.FixtureRequest, settings: Settings,
                                   options={"url": demo_sis[0], "mapping": "demo"},
                                   allow_writable_login=True)  # root: the login check has tests of its own
         return registry.build(entry, settings)  # no key file: root over the socket has no password
+    if kind == "edfi":
+        edfi = EdFiProvider()
+        request.addfinalizer(edfi.stop)
+        write_secret_file(settings.keys_dir / f"source-{kind}-test", edfi.state.secret)
+        entry = ConnectorSettings(name=f"{kind}-test", kind=kind, source_system="contract",
+                                  options={"base_url": edfi.base_url, "client_id": edfi.state.client_id})
+        return registry.build(entry, settings)
     write_secret_file(settings.keys_dir / f"source-{kind}-test", provider.state.secret)
     options = {"sql": {"url": demo_sis[0], "mapping": "demo"},
                "oneroster-csv": {"path": str(fixture), "guardian_portal_access": True},
