@@ -2,7 +2,8 @@
 
 A connector only reads and yields. It holds no sync state: the engine passes the cursor
 in as ``since`` and decides what to store. Everything a connector yields is a canonical
-record, a tombstone, or a reject; raw source rows never leave it.
+record, a tombstone, a key change (a row's source id moving, before the stream's records)
+or a reject; raw source rows never leave it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.errors import ConfigError
-from gateway.replica.records import RECORD_TYPES, Record, Reject, Tombstone
+from gateway.replica.records import RECORD_TYPES, KeyChange, Record, Reject, Tombstone
 from gateway.settings import ConnectorSettings
 
-Item = Record | Tombstone | Reject
+Item = Record | Tombstone | Reject | KeyChange
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,10 @@ from gateway.security.keys import env_var, load_secret
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import convert
-from connectors.base import StreamSpec, checked_options, payload_hash, stream_named
+from connectors.base import Item, StreamSpec, checked_options, payload_hash, stream_named
 from connectors.edfi_descriptors import SHIPPED
 from connectors.oneroster_rest import ClientCredentials, ProviderError, Spool, retrying_session, secure_or_loopback
 
-Item = Record | Tombstone | Reject | KeyChange
 Flat = dict[str, Any]
 OPTION_KEYS = {"base_url", "client_id", "school_year", "descriptor_map", "guardian_portal_access", "page_size",
                "timeout_seconds", "retries", "use_snapshot"}
