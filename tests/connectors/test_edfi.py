@@ -228,3 +228,45 @@ def test_key_changes_come_before_the_changed_rows(edfi: EdFiProvider, instance: 
     items = list(connect(edfi, instance).iter_records("students", since))
     assert isinstance(items[0], KeyChange) and (items[0].old_source_id, items[0].new_source_id) == ("604821", "604899")
     assert [i.source_id for i in items[1:]] == ["604899"]  # type: ignore[union-attr]
+
+
+def test_an_expired_token_is_renewed_once_and_the_read_goes_on(edfi: EdFiProvider, instance: Settings) -> None:
+    connector = connect(edfi, instance)
+    edfi.state.tokens.clear()  # the API forgot every token (restarted, or they expired early)
+    assert len(everything(connector, ("students",))["students"]) == 2
+    assert len([r for r in edfi.state.requests if r[0] == "POST"]) == 2
+
+
+def test_a_resource_the_api_does_not_expose_is_named_with_what_to_check(edfi: EdFiProvider, instance: Settings) -> None:
+    del edfi.state.items["grades"]
+    with pytest.raises(ProviderError, match="grades is not found .404.*profile or data standard"):
+        list(connect(edfi, instance).iter_records("term_grades", None))
+
+
+def test_the_integer_cursor_is_the_newest_change_version_and_moves_only_with_a_published_run(
+    edfi: EdFiProvider, instance: Settings
+) -> None:
+    from connectors import registry
+    from sync import cursors
+    from sync.engine import run_sync
+
+    (instance.keys_dir / "source-state-ods").write_text(edfi.state.secret)
+    entry = entry_for(edfi, retries=1)
+    settings = dataclasses.replace(instance, connectors=(entry,),
+                                   sync=dataclasses.replace(instance.sync, retry_attempts=0))
+    newest = edfi.state.change_version
+    run_sync(settings, registry.build(entry, settings))
+    engine = create_rw_engine(settings.replica.url)
+    with engine.connect() as connection:
+        assert cursors.load(connection, "state-ods")["students"] == newest
+    tom = edfi.state.find("contacts", "c-tom-guid")
+    edfi.state.put("contacts", {**tom, "firstName": "Thomas"})
+    edfi.state.total_skew["grades"] = 5  # a later stream fails: nothing of the run is published
+    with pytest.raises(ProviderError):
+        run_sync(settings, registry.build(entry, settings))
+    with engine.connect() as connection:
+        assert cursors.load(connection, "state-ods")["guardians"] == newest
+    engine.dispose()
+    edfi.state.total_skew.clear()
+    again = run_sync(settings, registry.build(entry, settings))
+    assert again.counts["guardians"].updated == 1  # the edit was not lost with the failed run
