@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -181,6 +182,10 @@ def load_descriptor_map(entry_name: str, path: str | None) -> Descriptors:
 
 # --- the API -----------------------------------------------------------------------------------------
 
+class NotExposed(ProviderError):
+    """A 404 for a whole resource: the API's profile or data standard version does not expose it."""
+
+
 class EdFiApi:
     """The ODS/API's version document, change versions and complete listings, each read once per run."""
 
@@ -190,8 +195,10 @@ class EdFiApi:
         self.page_size, self.timeout, self.school_year, self.use_snapshot = page_size, timeout, school_year, use_snapshot
         self.data_url = self.change_url = self.token_url = ""
         self.data_standard = ""
+        self.warnings: set[str] = set()
         self._listings: dict[tuple[str, str, int | None, int | None], Spool] = {}
         self._newest: int | None = None
+        self._changes: bool | None = None
 
     def discover(self) -> None:
         """Read the version document: the data standard and where data, change queries and tokens are."""
@@ -202,11 +209,20 @@ class EdFiApi:
                                 "base_url must be the ODS/API's root (the URL whose GET shows its version)")
         models = {str(m.get("name")): str(m.get("version")) for m in body.get("dataModels") or [] if isinstance(m, dict)}
         self.data_standard = models.get("Ed-Fi", "")
-        year = f"{self.school_year}/" if self.school_year else ""
-        self.data_url = urljoin(self.base_url, str(urls["dataManagementApi"])).rstrip("/") + "/" + year
+        self.data_url = self._route(str(urls["dataManagementApi"]))
         self.token_url = urljoin(self.base_url, str(urls["oauth"]))
         change = urls.get("changeQueries")
-        self.change_url = urljoin(self.base_url, str(change)).rstrip("/") + "/" + year if change else ""
+        self.change_url = self._route(str(change)) if change else ""
+
+    def _route(self, url: str) -> str:
+        """A URL of the version document with the school year in it, where the deployment has one."""
+        url = urljoin(self.base_url, url).rstrip("/") + "/"
+        if "{" in url:  # a route template, e.g. …/data/v3/{schoolYearFromRoute}/
+            if not self.school_year:
+                raise ConfigError(f"connectors.{self.name}.school_year", "is missing",
+                                  f"this API's routes take a school year ({url}): set school_year")
+            return re.sub(r"\{[^}]*\}", str(self.school_year), url)
+        return f"{url}{self.school_year}/" if self.school_year else url
 
     @property
     def contacts(self) -> bool:
@@ -214,12 +230,24 @@ class EdFiApi:
         major = self.data_standard.split(".", 1)[0]
         return major.isdigit() and int(major) >= 5
 
-    def newest_change_version(self) -> int:
+    @property
+    def change_queries(self) -> bool:
+        """Whether the API answers change queries (an operator can turn them off): without, every run reads all."""
+        if self._changes is None:
+            try:
+                self.newest_change_version()
+                self._changes = True
+            except NotExposed:
+                self._changes = False
+        return self._changes
+
+    def newest_change_version(self) -> int | None:
         """``newestChangeVersion`` at the start of the run: the upper bound of every read in it."""
+        if self._changes is False:
+            return None
         if self._newest is None:
             if not self.change_url:
-                raise ProviderError(self.name, self.base_url, "the API offers no change queries",
-                                    "the edfi connector needs ODS/API change queries (enabled by default since 3.1)")
+                raise NotExposed(self.name, self.base_url, "the API offers no change queries", "every run reads everything")
             url = self.change_url + "availableChangeVersions"
             body = self._json(self._get(url, None, "availableChangeVersions"), url, "availableChangeVersions")
             value = body.get("newestChangeVersion", body.get("NewestChangeVersion")) if isinstance(body, dict) else None
@@ -236,6 +264,14 @@ class EdFiApi:
         if key not in self._listings:
             try:
                 self._listings[key] = self._read(resource, suffix, low, key[3])
+            except NotExposed:
+                if suffix != "/keyChanges":
+                    self._listings.clear()
+                    raise
+                # API versions before key changes were tracked (about 5.3) have no /keyChanges.
+                self.warnings.add(f"the API has no {resource}/keyChanges: a corrected natural key arrives as a "
+                                  "new row (and the old one stays until a full run)")
+                self._listings[key] = Spool()
             except ProviderError:
                 self._listings.clear()  # a retried run reads everything afresh
                 raise
@@ -278,7 +314,7 @@ class EdFiApi:
             self.session.auth.renew()  # expired or revoked early: one more try with a new token
             response = self._send(url, params, what)
         if response.status_code == 404:
-            raise ProviderError(self.name, url, f"{what} is not found (404)",
+            raise NotExposed(self.name, url, f"{what} is not found (404)",
                                 "the API's profile or data standard may not expose it; check base_url and school_year")
         if response.status_code in (401, 403):
             raise ProviderError(self.name, url, f"not allowed to read {what} ({response.status_code})",
@@ -367,7 +403,8 @@ class EdFiConnector:
     def streams(self) -> tuple[StreamSpec, ...]:
         # Every stream is incremental by change version, with /deletes for what went: no stream
         # needs a full listing each run to see deletions.
-        return tuple(StreamSpec(name=name, table=table, incremental=True) for name, (table, _) in STREAMS.items())
+        incremental = self.api.change_queries  # else each run reads everything, and what vanished is deleted
+        return tuple(StreamSpec(name=name, table=table, incremental=incremental) for name, (table, _) in STREAMS.items())
 
     def resource(self, path: str) -> str:
         return path if self.api.contacts else OLD_NAMES.get(path, path)
@@ -404,13 +441,17 @@ class EdFiConnector:
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:
         return self._unmapped
 
+    def warnings(self) -> list[str]:
+        """What this run's summary must say about the API (the engine keeps it with the run)."""
+        return sorted(self.api.warnings)
+
     def close(self) -> None:
         self.api.close()
         self._schools_of = None
 
     # --- change queries ------------------------------------------------------------------------
 
-    def _deletes(self, stream: str, resource: str, since: int, newest: int) -> Iterator[Item]:
+    def _deletes(self, stream: str, resource: str, since: int, newest: int | None) -> Iterator[Item]:
         table = STREAMS[stream][0]
         for number, item in enumerate(self.api.items(resource, since, "/deletes"), start=1):
             key_values = item.get("keyValues")
@@ -427,7 +468,7 @@ class EdFiConnector:
                 continue
             yield Tombstone(table, source_id, newest)
 
-    def _key_changes(self, stream: str, resource: str, since: int, newest: int) -> Iterator[Item]:
+    def _key_changes(self, stream: str, resource: str, since: int, newest: int | None) -> Iterator[Item]:
         table = STREAMS[stream][0]
         for number, item in enumerate(self.api.items(resource, since, "/keyChanges"), start=1):
             try:
@@ -590,7 +631,7 @@ def _label(stream: str, resource: str) -> str:
     return f"{resource}>{stream}" if stream == "section_terms" else resource
 
 
-def _stamped(record: Record, newest: int) -> Record:
+def _stamped(record: Record, newest: int | None) -> Record:
     """The record with the run's newest change version as its cursor value."""
     return dataclasses.replace(record, modified_at=newest)
 

@@ -41,6 +41,9 @@ class EdFiState:
     max_limit: int = 500
     deletes_with_keys: bool = True  # False: /deletes answer id and changeVersion only (ODS/API before 5.3)
     total_skew: dict[str, int] = field(default_factory=dict)  # resource -> added to Total-Count
+    change_queries: bool = True  # False: an operator turned change queries off (availableChangeVersions is 404)
+    key_changes: bool = True  # False: an API version from before /keyChanges (404)
+    year_route: int | None = None  # a year-specific deployment: /data/v3/{year}/..., a route template in the version document
     change_version: int = 0
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # resource -> items with "_cv"
     deletes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -133,13 +136,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self._version())
         if self.headers.get("Authorization", "").removeprefix("Bearer ") not in self.state.tokens:
             return self._send(401, {"message": "Authorization denied."})
-        if url.path == "/changeQueries/v1/availableChangeVersions":
+        year = f"{self.state.year_route}/" if self.state.year_route else ""
+        if url.path == f"/changeQueries/v1/{year}availableChangeVersions" and self.state.change_queries:
             return self._send(200, {"oldestChangeVersion": 0, "newestChangeVersion": self.state.change_version})
-        prefix = "/data/v3/ed-fi/"
+        prefix = f"/data/v3/{year}ed-fi/"
         if not url.path.startswith(prefix):
             return self._send(404, {"message": "not found"})
         resource, _, kind = url.path.removeprefix(prefix).partition("/")
-        if resource not in self.state.items and resource not in self.state.deletes:
+        if (resource not in self.state.items and resource not in self.state.deletes) or (
+                kind == "keyChanges" and not self.state.key_changes):
             return self._send(404, {"message": f"The specified resource '{resource}' could not be found."})
         rows = self._rows(resource, kind, query)
         offset, limit = int(query.get("offset", ["0"])[0]), min(int(query.get("limit", ["25"])[0]), self.state.max_limit)
@@ -161,11 +166,12 @@ class Handler(BaseHTTPRequestHandler):
                 if low <= item["_cv"] <= high]
 
     def _version(self) -> dict[str, Any]:
+        year = "{schoolYearFromRoute}/" if self.state.year_route else ""
         return {"version": "7.1", "apiMode": "Sandbox", "dataModels": [{"name": "Ed-Fi", "version": self.state.data_standard}],
                 "urls": {"dependencies": f"{self.base}/metadata/data/v3/dependencies",
                          "openApiMetadata": f"{self.base}/metadata/", "oauth": f"{self.base}/oauth/token",
-                         "dataManagementApi": f"{self.base}/data/v3/", "xsdMetadata": f"{self.base}/metadata/xsd",
-                         "changeQueries": f"{self.base}/changeQueries/v1/"}}
+                         "dataManagementApi": f"{self.base}/data/v3/{year}", "xsdMetadata": f"{self.base}/metadata/xsd",
+                         "changeQueries": f"{self.base}/changeQueries/v1/{year}"}}
 
     def _basic(self) -> tuple[str, str] | None:
         header = self.headers.get("Authorization", "")

@@ -270,3 +270,31 @@ def test_the_integer_cursor_is_the_newest_change_version_and_moves_only_with_a_p
     edfi.state.total_skew.clear()
     again = run_sync(settings, registry.build(entry, settings))
     assert again.counts["guardians"].updated == 1  # the edit was not lost with the failed run
+
+
+def test_without_change_queries_every_run_reads_everything_and_deletes_what_vanished(edfi: EdFiProvider, instance: Settings) -> None:
+    edfi.state.change_queries = False
+    connector = connect(edfi, instance)
+    assert not any(spec.incremental for spec in connector.streams)  # the engine lists each stream in full
+    assert [r.modified_at for r in everything(connector, ("students",))["students"]] == [None, None]  # type: ignore[attr-defined]
+
+
+def test_an_api_without_key_changes_is_read_and_the_run_says_so(edfi: EdFiProvider, instance: Settings) -> None:
+    edfi.state.key_changes = False
+    since = edfi.state.change_version
+    tom = edfi.state.find("contacts", "c-tom-guid")
+    edfi.state.put("contacts", {**tom, "firstName": "Thomas"})
+    connector = connect(edfi, instance)
+    (changed,) = list(connector.iter_records("guardians", since))
+    assert changed.given_name == "Thomas"  # type: ignore[union-attr]
+    assert connector.warnings() == ["the API has no contacts/keyChanges: a corrected natural key arrives as a new row "
+                                    "(and the old one stays until a full run)"]
+
+
+def test_a_year_specific_deployment_takes_the_year_from_school_year(edfi: EdFiProvider, instance: Settings) -> None:
+    edfi.state.year_route = 2026
+    with pytest.raises(ConfigError, match="school_year"):
+        connect(edfi, instance)
+    connector = connect(edfi, instance, school_year=2026)
+    assert len(everything(connector, ("students",))["students"]) == 2
+    assert edfi.gets("/data/v3/2026/ed-fi/students") and edfi.gets("/changeQueries/v1/2026/availableChangeVersions")
