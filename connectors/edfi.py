@@ -134,7 +134,7 @@ RESOURCES: dict[str, Resource] = {r.path: r for r in (
                                  f"{descriptor_code(f.get('gradingPeriodDescriptor')) or ''}-"
                                  f"{f.get('periodSequence') or ''}:{descriptor_code(f.get('gradeTypeDescriptor'))}"),
     Resource("studentSchoolAttendanceEvents",
-             lambda f: f"{_part(f, 'studentUniqueId')}@{_part(f, 'schoolId')}:{_part(f, 'eventDate')}:"
+             lambda f: f"{_part(f, 'studentUniqueId')}@{session_key(f)}:{_part(f, 'eventDate')}:"
                        f"{descriptor_code(f.get('attendanceEventCategoryDescriptor'))}"),
     Resource("studentSectionAttendanceEvents",
              lambda f: f"{_part(f, 'studentUniqueId')}@{section_key(f)}:{_part(f, 'eventDate')}:"

@@ -54,7 +54,8 @@ LINK = StudentGuardianRecord(source_id="S1:G1", modified_at=1, student_source_id
                              relationship="parent", portal_access=True)
 
 
-def test_a_key_change_keeps_the_replica_id_and_the_references_follow_even_unsent(instance: Settings) -> None:
+def test_a_key_change_keeps_the_replica_id_and_the_references_follow_even_unsent(any_instance: Settings) -> None:
+    instance = any_instance
     run_sync(instance, ListedSource({"students": [ANA], "guardians": [MARIA], "student_guardians": [LINK]}))
     student_id, link_id = rows(instance, "students")["S1"]["id"], rows(instance, "student_guardians")["S1:G1"]["id"]
 
@@ -67,7 +68,8 @@ def test_a_key_change_keeps_the_replica_id_and_the_references_follow_even_unsent
     assert result.counts["students"].inserted == 0 and result.counts["students"].deleted == 0
 
 
-def test_a_key_change_onto_a_key_already_present_removes_the_old_row(instance: Settings) -> None:
+def test_a_key_change_onto_a_key_already_present_removes_the_old_row(any_instance: Settings) -> None:
+    instance = any_instance
     other = StudentRecord(source_id="S9", modified_at=1, given_name="Ana", family_name="Lopez")
     run_sync(instance, ListedSource({"students": [ANA, other]}))
     run_sync(instance, ListedSource({"students": [KeyChange("students", "S1", "S9", 2)]}))
