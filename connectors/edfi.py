@@ -104,7 +104,7 @@ def descriptor_code(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Resource:
-    """An Ed-Fi resource: the tables it fills and its natural key (None: not keyed here)."""
+    """An Ed-Fi resource (its collection's path) and its natural key, over a flattened item or keyValues."""
 
     path: str
     key: Callable[[Flat], str]
@@ -431,8 +431,9 @@ class EdFiConnector:
                         raise ValueError(convert.NUL_REFUSED)
                     for record in build(flat, path):
                         yield _stamped(record, newest)
-                except ValueError as exc:
-                    yield Reject(table, position, str(exc), payload_hash(sorted(map(str, flat.items()))))
+                except ValueError as exc:  # with its source id when known: its stored row is kept, not deleted
+                    yield Reject(table, position, str(exc), payload_hash(sorted(map(str, flat.items()))),
+                                 self._known_id(stream, resource, flat))
             if seen:
                 self._unmapped.setdefault(stream, Counter()).update(seen)
             if since is not None:
@@ -486,6 +487,12 @@ class EdFiConnector:
         if stream == "section_terms":  # a section's one term: the session its course offering is in
             return f"{section_key(flat)}:{session_key(flat)}"
         return RESOURCES[resource].key(flat)
+
+    def _known_id(self, stream: str, resource: str, flat: Flat) -> str | None:
+        try:
+            return self._id(stream, resource, flat)
+        except ValueError:
+            return None
 
     def _learn(self, stream: str, resource: str, item: Mapping[str, Any], flat: Flat) -> None:
         if item.get("id"):
