@@ -51,7 +51,7 @@ from connectors.oneroster_rest import ClientCredentials, ProviderError, Spool, r
 
 Flat = dict[str, Any]
 OPTION_KEYS = {"base_url", "client_id", "school_year", "descriptor_map", "guardian_portal_access", "page_size",
-               "timeout_seconds", "retries", "use_snapshot"}
+               "timeout_seconds", "retries", "use_snapshot", "paging"}
 PORTAL_RULES = ("legal-guardian", "all", "none")
 INCOMPLETE_HINT = ("nothing of this listing was applied; items may have changed during the read: run again "
                    "(set use_snapshot = true if the API offers snapshots)")
@@ -190,8 +190,10 @@ class EdFiApi:
     """The ODS/API's version document, change versions and complete listings, each read once per run."""
 
     def __init__(self, name: str, base_url: str, session: requests.Session, page_size: int = 500,
-                 timeout: float = 30.0, school_year: int | None = None, use_snapshot: bool = False) -> None:
+                 timeout: float = 30.0, school_year: int | None = None, use_snapshot: bool = False,
+                 keyset: bool = False) -> None:
         self.name, self.base_url, self.session = name, base_url.rstrip("/") + "/", session
+        self.keyset = keyset
         self.page_size, self.timeout, self.school_year, self.use_snapshot = page_size, timeout, school_year, use_snapshot
         self.data_url = self.change_url = self.token_url = ""
         self.data_standard = ""
@@ -282,23 +284,17 @@ class EdFiApi:
         self._newest = None
 
     def _read(self, resource: str, suffix: str, low: int | None, high: int | None) -> Spool:
+        """Every page of a listing, checked: as many items as the API counted, or the stream fails."""
         url = f"{self.data_url}ed-fi/{resource}{suffix}"
-        params: dict[str, Any] = {"limit": self.page_size, "offset": 0, "totalCount": "true"}
-        if low is not None:
-            params.update(minChangeVersion=low, maxChangeVersion=high)
-        spool, total = Spool(), None
-        while True:
-            response = self._get(url, params, resource + suffix)
-            page = self._json(response, url, resource + suffix)
-            if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
-                raise ProviderError(self.name, url, "the answer is not a list of items", "check base_url and school_year")
-            for item in page:
-                spool.add(item)
-            header = response.headers.get("Total-Count", "").strip()
-            total = int(header) if header.isdigit() else total
-            if not page or (total is not None and spool.count >= total) or (total is None and len(page) < self.page_size):
-                break
-            params = {**params, "offset": spool.count}  # from what was received: servers cap limit silently
+        window: dict[str, Any] = {} if low is None else {"minChangeVersion": low, "maxChangeVersion": high}
+        spool = Spool()
+        if self.keyset and not suffix:
+            total = self._count(url, window, resource)
+            for page in self._token_pages(url, window, resource):
+                for item in page:
+                    spool.add(item)
+        else:
+            total = self._offset_pages(url, window, resource + suffix, spool)
         if total is None and not suffix:
             raise ProviderError(self.name, url, f"the API sent no Total-Count for {resource}",
                                 "a listing cannot be checked complete without it; tell the API's operator")
@@ -307,6 +303,44 @@ class EdFiApi:
                                 f"{spool.count}", INCOMPLETE_HINT, retriable=True)
         spool.seal()
         return spool
+
+    def _offset_pages(self, url: str, window: dict[str, Any], what: str, spool: Spool) -> int | None:
+        """Pages by ``limit``/``offset`` into ``spool``; returns the API's ``Total-Count``."""
+        params: dict[str, Any] = {"limit": self.page_size, "offset": 0, "totalCount": "true", **window}
+        total = None
+        while True:
+            response = self._get(url, params, what)
+            page = self._items(response, url, what)
+            for item in page:
+                spool.add(item)
+            total = _total(response, total)
+            if not page or (total is not None and spool.count >= total) or (total is None and len(page) < self.page_size):
+                return total
+            params = {**params, "offset": spool.count}  # from what was received: servers cap limit silently
+
+    def _count(self, url: str, window: dict[str, Any], what: str) -> int | None:
+        """The listing's ``Total-Count`` (keyset pages carry none), asked for on its own."""
+        return _total(self._get(url, {"limit": 1, "offset": 0, "totalCount": "true", **window}, what), None)
+
+    def _token_pages(self, url: str, window: dict[str, Any], what: str) -> Iterator[list[Mapping[str, Any]]]:
+        """Keyset pages (ODS/API 7): a start token from ``/partitions``, then each ``Next-Page-Token``."""
+        body = self._json(self._get(f"{url}/partitions", {"number": 1, **window}, f"{what}/partitions"), url, what)
+        tokens = body.get("pageTokens") if isinstance(body, dict) else None
+        if not isinstance(tokens, list):
+            raise ProviderError(self.name, url, f"{what}/partitions gave no pageTokens",
+                                'this API may not offer keyset paging: set paging = "offset"')
+        for token in tokens:
+            while token:
+                response = self._get(url, {"pageToken": token, "pageSize": self.page_size, **window}, what)
+                page = self._items(response, url, what)
+                yield page
+                token = response.headers.get("Next-Page-Token") if page else None
+
+    def _items(self, response: requests.Response, url: str, what: str) -> list[Mapping[str, Any]]:
+        page = self._json(response, url, what)
+        if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
+            raise ProviderError(self.name, url, "the answer is not a list of items", "check base_url and school_year")
+        return page
 
     def _get(self, url: str, params: Mapping[str, Any] | None, what: str) -> requests.Response:
         response = self._send(url, params, what)
@@ -633,6 +667,11 @@ class EdFiConnector:
         return self._schools_of
 
 
+def _total(response: requests.Response, previous: int | None) -> int | None:
+    value = response.headers.get("Total-Count", "").strip()
+    return int(value) if value.isdigit() else previous
+
+
 def _label(stream: str, resource: str) -> str:
     """The id map's name for a resource as a stream reads it (sections give sections and section terms)."""
     return f"{resource}>{stream}" if stream == "section_terms" else resource
@@ -651,7 +690,7 @@ def from_settings(entry: ConnectorSettings, settings: Settings) -> EdFiConnector
     timeout = float(options.get("timeout_seconds", 30))
     api = EdFiApi(entry.name, str(options["base_url"]), retrying_session(int(options.get("retries", 4))),
                   int(options.get("page_size", 500)), timeout, options.get("school_year"),
-                  bool(options.get("use_snapshot", False)))
+                  bool(options.get("use_snapshot", False)), options.get("paging", "offset") == "keyset")
     api.discover()  # before any token: the version document is public and names the token URL
     if not secure_or_loopback(api.token_url):
         raise ConfigError(f"connectors.{entry.name}.base_url", f"the API's token URL {api.token_url} is not https",
@@ -691,6 +730,9 @@ def _checked(entry: ConnectorSettings) -> dict[str, Any]:
     for name in ("page_size", "retries"):
         if name in options and not (isinstance(options[name], int) and options[name] > 0):
             raise ConfigError(f"{key}.{name}", "must be a whole number above 0", "e.g. page_size = 500")
+    if options.get("paging", "offset") not in ("offset", "keyset"):
+        raise ConfigError(f"{key}.paging", f"{options['paging']!r} is not offset or keyset",
+                          '"keyset" only for ODS/API 7 and later (pageToken paging); "offset" works everywhere')
     if not isinstance(options.get("use_snapshot", False), bool):
         raise ConfigError(f"{key}.use_snapshot", "must be true or false", "true only where the API offers snapshots")
     _portal_rule(entry, options)

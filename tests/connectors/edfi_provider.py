@@ -96,6 +96,10 @@ class EdFiState:
                          "oldKeyValues": before, "newKeyValues": key_values(other, moved)})
 
 
+def page_token(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode()
+
+
 def key_values(resource: str, item: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in item.items():
@@ -146,7 +150,13 @@ class Handler(BaseHTTPRequestHandler):
         if (resource not in self.state.items and resource not in self.state.deletes) or (
                 kind == "keyChanges" and not self.state.key_changes):
             return self._send(404, {"message": f"The specified resource '{resource}' could not be found."})
-        rows = self._rows(resource, kind, query)
+        rows = self._rows(resource, "" if kind == "partitions" else kind, query)
+        if kind == "partitions":  # one partition: the token of the first page
+            return self._send(200, {"pageTokens": [page_token(0)]})
+        if "pageToken" in query:  # keyset paging (ODS/API 7): no Total-Count, the next token in a header
+            start, size = int(base64.b64decode(query["pageToken"][0])), int(query["pageSize"][0])
+            following = {"Next-Page-Token": page_token(start + size)} if start + size < len(rows) else {}
+            return self._send(200, rows[start:start + size], following)
         offset, limit = int(query.get("offset", ["0"])[0]), min(int(query.get("limit", ["25"])[0]), self.state.max_limit)
         headers = {}
         if query.get("totalCount") == ["true"]:

@@ -301,3 +301,14 @@ def test_a_year_specific_deployment_takes_the_year_from_school_year(edfi: EdFiPr
     connector = connect(edfi, instance, school_year=2026)
     assert len(everything(connector, ("students",))["students"]) == 2
     assert edfi.gets("/data/v3/2026/ed-fi/students") and edfi.gets("/changeQueries/v1/2026/availableChangeVersions")
+
+
+def test_keyset_paging_follows_next_page_tokens_and_still_checks_the_total(edfi: EdFiProvider, instance: Settings) -> None:
+    students = everything(connect(edfi, instance, paging="keyset", page_size=1), ("students",))["students"]
+    assert [s.source_id for s in students] == ["604821", "604822"]  # type: ignore[attr-defined]
+    assert len([g for g in edfi.gets("/ed-fi/students") if "pageToken" in g[1]]) == 2
+    edfi.state.total_skew["students"] = 1
+    with pytest.raises(ProviderError, match="counted 3 students"):
+        list(connect(edfi, instance, paging="keyset").iter_records("students", None))
+    with pytest.raises(ConfigError, match="paging"):
+        connect(edfi, instance, paging="cursor")
