@@ -32,7 +32,7 @@ def test_init_creates_owner_only_keys_and_both_databases(tmp_path: Path, cli: Cl
     assert sorted(report["keys_created"]) == ["audit", "blind_index", "field", "flask", "row_hash"]
     for name in report["keys_created"]:
         assert (tmp_path / "inst" / "keys" / name).stat().st_mode & 0o777 == 0o600
-    assert report["revisions"] == {"replica": "0003", "portal": "0007"}
+    assert report["revisions"] == {"replica": "0004", "portal": "0007"}
 
 
 def test_init_twice_keeps_the_existing_keys(tmp_path: Path, cli: CliRunner) -> None:
