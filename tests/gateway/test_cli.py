@@ -47,7 +47,7 @@ def test_db_status_reports_each_database_up_to_date(tmp_path: Path, cli: CliRunn
     cli.invoke(main, ["init", "--dir", str(tmp_path)])
     result = cli.invoke(main, ["--config", str(tmp_path / "gateway.toml"), "db", "status", "--json"])
     report = json.loads(result.output)
-    assert report["replica"] == {"current": "0003", "head": "0003", "up_to_date": True}
+    assert report["replica"] == {"current": "0004", "head": "0004", "up_to_date": True}
     assert report["portal"]["up_to_date"] is True
 
 
