@@ -16,6 +16,7 @@ from gateway.replica.records import (
     AttendanceRecord, EnrollmentRecord, KeyChange, Record, Reject, StudentGuardianRecord, TermGradeRecord, Tombstone,
 )
 from gateway.replica.tables import ReplicaBase
+from gateway.security.keys import write_secret_file
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors.edfi import EdFiConnector, from_settings
@@ -46,7 +47,7 @@ def entry_for(provider: EdFiProvider, **options: object) -> ConnectorSettings:
 
 
 def connect(provider: EdFiProvider, settings: Settings, **options: object) -> EdFiConnector:
-    (settings.keys_dir / "source-state-ods").write_text(provider.state.secret)
+    write_secret_file(settings.keys_dir / "source-state-ods", provider.state.secret)
     return from_settings(entry_for(provider, **options), settings)
 
 
@@ -145,7 +146,7 @@ def test_only_get_is_sent_apart_from_the_token_post_which_uses_basic_auth(edfi: 
 
 
 def test_a_wrong_secret_and_a_secret_in_the_config_are_refused(edfi: EdFiProvider, instance: Settings) -> None:
-    (instance.keys_dir / "source-state-ods").write_text("not-it")
+    write_secret_file(instance.keys_dir / "source-state-ods", "not-it")
     with pytest.raises(ProviderError, match="cannot get a token"):
         from_settings(entry_for(edfi), instance)
     with pytest.raises(ConfigError, match="GATEWAY_SECRET_SOURCE_STATE_ODS"):
@@ -181,7 +182,7 @@ def test_an_incremental_run_yields_exactly_the_edits_deletes_and_key_change(
     from connectors import registry
     from sync.engine import run_sync
 
-    (instance.keys_dir / "source-state-ods").write_text(edfi.state.secret)
+    write_secret_file(instance.keys_dir / "source-state-ods", edfi.state.secret)
     entry = entry_for(edfi)
     settings = dataclasses.replace(instance, connectors=(entry,))
     first = run_sync(settings, registry.build(entry, settings), "incremental")
@@ -253,7 +254,7 @@ def test_the_integer_cursor_is_the_newest_change_version_and_moves_only_with_a_p
     from sync import cursors
     from sync.engine import run_sync
 
-    (instance.keys_dir / "source-state-ods").write_text(edfi.state.secret)
+    write_secret_file(instance.keys_dir / "source-state-ods", edfi.state.secret)
     entry = entry_for(edfi, retries=1)
     settings = dataclasses.replace(instance, connectors=(entry,),
                                    sync=dataclasses.replace(instance.sync, retry_attempts=0))
