@@ -14,7 +14,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,42 +104,122 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
                  replica: Session, index_ring: KeyRing) -> LoginResult:
     """Check a login; failures count toward lockouts of the account and of the address.
 
-    ``replica`` and ``index_ring`` let the denial rule match the person by the email the
-    SIS holds for them, not only by account and guardian record."""
+    The attempt is taken (counted) before the password is checked, so a burst of parallel
+    guesses gets no more checks than the lockout allows. ``replica`` and ``index_ring`` let
+    the denial rule match the person by the email the SIS holds for them, not only by
+    account and guardian record."""
     now, key = utcnow(), normalize_username(username)
-    locked = login_locked_until(session, username, ip, now)
+    locked = take_login_attempt(session, settings, key, ip, now)
     user = find_user(session, username)
     hasher = passwords.hasher_for(settings)
-    # End the read before the deliberately slow hash: no lock or snapshot is held across it,
-    # so other workers' sign-ins are not made to wait for this one's argon2.
+    # Commit the taken attempt and end the read before the deliberately slow hash: no lock
+    # or snapshot is held across it, so other workers' sign-ins are not made to wait for
+    # this one's argon2, and they already see this attempt counted.
     session.commit()
     ok = passwords.verify(hasher, user.password_hash if user else None, password)  # same work for unknown names
     if locked is not None:
         return LoginResult(None, "locked", locked)
     if not ok or user is None:
-        until = count_login_failure(session, settings, key, ip, now)
+        until = login_attempt_failed(session, settings, key, ip, now)
         return LoginResult(None, "locked" if until else "bad_credentials", until)
     if denials.user_denied(session, replica, index_ring, user):
+        give_back_login_attempt(session, key, ip)
         return LoginResult(None, "denied")
-    if user.role not in STAFF_ROLES:
+    if user.role in STAFF_ROLES:
         # A staff role's count is cleared only by its second factor: re-entering a known
-        # password must not buy fresh code guesses.
-        reset_throttle(session, "login_account", key)
+        # password must not buy fresh code guesses (nor cost one).
+        give_back_login_attempt(session, key, ip)
+    else:
+        login_attempt_succeeded(session, key, ip)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return LoginResult(user)
 
 
-def count_login_failure(session: Session, settings: Settings, key: str, ip: str, now: dt.datetime) -> dt.datetime | None:
-    """A wrong password or second-factor code: one more toward the account's and the address's lockout.
+def take_login_attempt(session: Session, settings: Settings, key: str, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """Count a sign-in attempt (password or second-factor code) against the account's and the
+    address's lockouts BEFORE it is checked; return the lockout's end if it may not be checked.
 
-    Returns the account's lockout end if this failure starts it.
+    The count is an atomic increment (a row lock on PostgreSQL and MariaDB until commit; the
+    web's SQLite transactions are immediate), and the decision is made from the counted value:
+    of a burst of parallel guesses, only those numbered up to the limit are checked. A wrong
+    one then calls ``login_attempt_failed``; a right one ``login_attempt_succeeded``.
     """
     sec = settings.security
     window, lockout = dt.timedelta(minutes=sec.login_window_minutes), dt.timedelta(minutes=sec.lockout_minutes)
-    until = record_failure(session, "login_account", key, now, sec.login_max_failures, window, lockout)
-    by_address = record_failure(session, "login_ip", ip, now, sec.ip_max_failures, window, lockout)
+    refused = _take(session, "login_account", key, now, sec.login_max_failures, window, lockout)
+    if refused is not None:
+        return refused
+    return _take(session, "login_ip", ip, now, sec.ip_max_failures, window, lockout)
+
+
+def login_attempt_failed(session: Session, settings: Settings, key: str, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """A taken attempt was wrong: it stays counted, and reaching the limit starts the lockout.
+
+    Returns the account's (or the address's) lockout end if one starts now.
+    """
+    sec, lockout = settings.security, dt.timedelta(minutes=settings.security.lockout_minutes)
+    until = _lock_if_reached(session, "login_account", key, now, sec.login_max_failures, lockout)
+    by_address = _lock_if_reached(session, "login_ip", ip, now, sec.ip_max_failures, lockout)
     return until or by_address
+
+
+def login_attempt_succeeded(session: Session, key: str, ip: str) -> None:
+    """A taken attempt was right: the account's count starts again; the address's loses only this attempt."""
+    reset_throttle(session, "login_account", key)
+    _give_back(session, "login_ip", ip)
+
+
+def give_back_login_attempt(session: Session, key: str, ip: str) -> None:
+    """A taken attempt that was not a wrong guess (a right password awaiting its code, a
+    parallel request that lost the race): it no longer counts."""
+    _give_back(session, "login_account", key)
+    _give_back(session, "login_ip", ip)
+
+
+def _take(session: Session, scope: str, key: str, now: dt.datetime, limit: int, window: dt.timedelta,
+          lockout: dt.timedelta) -> dt.datetime | None:
+    _ensure_throttle(session, scope, key, now)
+    mine = (Throttle.scope == scope, Throttle.key == key)
+    open_ = or_(Throttle.locked_until.is_(None), Throttle.locked_until <= now)
+    # The first UPDATE takes the row lock: the window restart and the count below are one step.
+    session.execute(update(Throttle).where(*mine, open_, Throttle.window_started_at < now - window)
+                    .values(failures=0, window_started_at=now).execution_options(synchronize_session=False))
+    counted = session.execute(update(Throttle).where(*mine, open_).values(failures=Throttle.failures + 1)
+                              .execution_options(synchronize_session=False))
+    failures, until = session.execute(select(Throttle.failures, Throttle.locked_until).where(*mine)).one()
+    if counted.rowcount != 1:  # type: ignore[attr-defined]
+        return until or now + lockout  # locked: not counted, not checked
+    if failures > limit:  # parallel attempts took every try this lockout allows
+        return until if until is not None and until > now else now + lockout
+    return None
+
+
+def _lock_if_reached(session: Session, scope: str, key: str, now: dt.datetime, limit: int,
+                     lockout: dt.timedelta) -> dt.datetime | None:
+    until = now + lockout
+    done = session.execute(update(Throttle)
+                           .where(Throttle.scope == scope, Throttle.key == key, Throttle.failures >= limit,
+                                  or_(Throttle.locked_until.is_(None), Throttle.locked_until <= now))
+                           .values(locked_until=until, failures=0, window_started_at=now)
+                           .execution_options(synchronize_session=False))
+    if done.rowcount == 1:  # type: ignore[attr-defined]
+        return until
+    return locked_until(session, scope, key, now)  # a parallel attempt started it a moment ago
+
+
+def _give_back(session: Session, scope: str, key: str) -> None:
+    session.execute(update(Throttle).where(Throttle.scope == scope, Throttle.key == key, Throttle.failures > 0)
+                    .values(failures=Throttle.failures - 1).execution_options(synchronize_session=False))
+
+
+def _ensure_throttle(session: Session, scope: str, key: str, now: dt.datetime) -> None:
+    if session.scalars(select(Throttle.id).where(Throttle.scope == scope, Throttle.key == key)).first() is None:
+        try:
+            with session.begin_nested():
+                session.add(Throttle(scope=scope, key=key, failures=0, window_started_at=now))
+        except IntegrityError:
+            pass  # another worker created it first
 
 
 def login_locked_until(session: Session, username: str, ip: str, now: dt.datetime) -> dt.datetime | None:

@@ -3,10 +3,11 @@
 A password accepted for a staff role starts a challenge row; the browser's cookie holds only
 its random token (stored hashed), never the account or an enrolment key. The row is single
 use, expires after ``SECOND_FACTOR_SECONDS``, and keeps an enrolling account's new TOTP key
-encrypted with the field cipher. Each attempt first checks the sign-in lockout of the
-account and of the address; a wrong code counts toward both in the database, so neither a
-saved pre-code cookie nor a fresh password sign-in buys fresh guesses, and once the
-lockout starts every pending challenge of the account ends. Accepting a code (TOTP step,
+encrypted with the field cipher. Each attempt is first counted toward the sign-in lockout of
+the account and of the address, and checked only if the count allows; a wrong code stays
+counted, so neither a saved pre-code cookie, a fresh password sign-in nor a burst of
+parallel requests buys fresh guesses, and once the lockout starts every pending challenge
+of the account ends. Accepting a code (TOTP step,
 recovery code, enrolment, the challenge itself) is a conditional update: of parallel
 requests, exactly one wins.
 """
@@ -77,19 +78,30 @@ def pending(session: Session, cipher: FieldCipher, token: str) -> Pending | None
 def attempt(session: Session, settings: Settings, cipher: FieldCipher, found: Pending, code: str, ip: str) -> Outcome:
     """One code for a pending sign-in: refused while locked, counted when wrong, used once when right."""
     now, user = utcnow(), found.user
-    locked = accounts.login_locked_until(session, user.username_key, ip, now)
+    # Take the attempt before checking the code: of parallel guesses only as many are
+    # checked as the lockout allows, and the right code among them is refused past it.
+    locked = accounts.take_login_attempt(session, settings, user.username_key, ip, now)
     if locked is not None:
         _end_all(session, user.id, "locked")
         return Outcome("locked", locked_until=locked)
+    if not _live(session, found.challenge.id, now):
+        # Read again after the count (which waited for parallel attempts on this account): a
+        # sign-in that completed meanwhile ended this challenge, and reset the count it held.
+        accounts.give_back_login_attempt(session, user.username_key, ip)
+        return Outcome("gone")
     accepted, codes = _accept(session, cipher, found, code)
     if not accepted:
-        until = accounts.count_login_failure(session, settings, user.username_key, ip, now)
+        until = accounts.login_attempt_failed(session, settings, user.username_key, ip, now)
         if until is not None:
             _end_all(session, user.id, "locked")
         return Outcome("locked" if until else "wrong", locked_until=until)
     if not _end(session, found.challenge.id, "signed_in", now):
+        accounts.give_back_login_attempt(session, user.username_key, ip)
         return Outcome("gone")  # a parallel request on the same challenge signed in first
-    accounts.reset_throttle(session, "login_account", user.username_key)
+    accounts.login_attempt_succeeded(session, user.username_key, ip)
+    # The reset count must not serve other pending sign-ins of the account (a guesser's
+    # burst, a stolen password's pre-code cookie): they end with this one.
+    _end_all(session, user.id, "signed_in_elsewhere")
     return Outcome("signed_in", recovery_codes=codes)
 
 
@@ -102,6 +114,12 @@ def _accept(session: Session, cipher: FieldCipher, found: Pending, code: str) ->
     if step is not None:
         return totp.claim_step(session, user, step), None
     return totp.use_recovery_code(session, user, code), None
+
+
+def _live(session: Session, challenge_id: int, now: dt.datetime) -> bool:
+    ended, expires = session.execute(select(SecondFactorChallenge.ended_at, SecondFactorChallenge.expires_at)
+                                     .where(SecondFactorChallenge.id == challenge_id)).one()
+    return ended is None and expires > now
 
 
 def _end(session: Session, challenge_id: int, reason: str, now: dt.datetime) -> bool:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Iterator
 
+import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
@@ -16,7 +19,13 @@ from gateway.portal.models import PortalBase, Throttle
 from gateway.security import totp
 from gateway.settings import Settings
 
+from gateway.portal.accounts import create_user
+
+from .browser.conftest import LiveServer
 from .conftest import PASSWORD, create_staff, csrf, login, portal_session, staff_client
+from .test_parallel_acceptance import all_at_once, at_second_factor, code_sender, enrolled_staff, form_token
+from .test_parallel_acceptance import portal as parallel_portal
+from .test_parallel_acceptance import served  # noqa: F401  (the app on loopback, on SQLite and PostgreSQL)
 
 SESSION_COOKIE = "session"
 
@@ -158,3 +167,85 @@ def test_signing_in_again_with_the_password_gives_no_fresh_code_attempts(distric
     submit_code(client, wrong_code(secret, now))  # the fifth wrong code: the account locks
     assert submit_code(client, totp.code_at(secret, now + totp.STEP)) != "/dashboard"
     assert "Too many attempts" in login(district_app.test_client(), "knows.password").get_data(as_text=True)
+
+
+# --- bursts of parallel guesses are held to the lockout (attack review of issue 13, F1) ---------
+
+@pytest.fixture
+def pg_served(pg_instance: Settings) -> Iterator[str]:
+    from web import create_app
+
+    server = LiveServer(lambda _url: create_app(pg_instance))
+    yield server.url
+    server.stop()
+
+
+def test_parallel_wrong_codes_get_no_more_guesses_than_the_lockout_allows(pg_served: str, pg_instance: Settings) -> None:
+    """12 browsers (password known) send wrong codes at once: at most login_max_failures may be
+    evaluated ("not right" answers); the rest must be refused as locked."""
+    secret, _codes = enrolled_staff(pg_instance, "brute")
+    browsers = [at_second_factor(pg_served, "brute") for _ in range(12)]
+    right = {totp.code_at(secret, time.time() + o * totp.STEP) for o in (-1, 0, 1)}
+    guesses = [f"{n:06d}" for n in range(100000, 100100) if f"{n:06d}" not in right][:12]
+    answers = all_at_once([code_sender(pg_served, b, g) for b, g in zip(browsers, guesses)])
+    evaluated = sum(r.status_code == 200 for r in answers) + sum(
+        r.status_code == 302 and r.headers.get("Location", "").endswith("/dashboard") for r in answers)
+    limit = pg_instance.security.login_max_failures
+    assert evaluated <= limit - 1 + 1, f"{evaluated} codes were tried in one burst; the lockout allows {limit}"
+
+
+def test_a_larger_burst_of_wrong_codes_is_still_held_to_the_lockout(pg_served: str, pg_instance: Settings) -> None:
+    """40 browsers at once: one burst buys at most login_max_failures checked codes."""
+    secret, _codes = enrolled_staff(pg_instance, "brute40")
+    browsers = [at_second_factor(pg_served, "brute40") for _ in range(40)]
+    right = {totp.code_at(secret, time.time() + o * totp.STEP) for o in (-1, 0, 1)}
+    guesses = [f"{n:06d}" for n in range(400000, 400100) if f"{n:06d}" not in right][:40]
+    answers = all_at_once([code_sender(pg_served, b, g) for b, g in zip(browsers, guesses)])
+    evaluated = sum(r.status_code == 200 for r in answers)
+    assert evaluated <= pg_instance.security.login_max_failures, f"{evaluated} of 40 codes were evaluated in one burst"
+
+
+def test_a_right_code_sent_together_with_wrong_ones_is_refused_once_the_threshold_is_passed(
+        pg_served: str, pg_instance: Settings) -> None:
+    """No delay: 11 wrong codes and the right one released together from 12 browsers. If at least
+    login_max_failures wrong codes were evaluated in the same burst, the right one must not sign in."""
+    secret, _codes = enrolled_staff(pg_instance, "brute3")
+    browsers = [at_second_factor(pg_served, "brute3") for _ in range(12)]
+    now = time.time()
+    right = {totp.code_at(secret, now + o * totp.STEP) for o in (-1, 0, 1)}
+    wrongs = [f"{n:06d}" for n in range(300000, 300100) if f"{n:06d}" not in right][:11]
+    senders = [code_sender(pg_served, b, g) for b, g in zip(browsers[:11], wrongs)]
+    senders.insert(6, code_sender(pg_served, browsers[11], totp.code_at(secret, now)))
+    answers = all_at_once(senders)
+    good = answers.pop(6)
+    wrong_evaluated = sum(r.status_code == 200 for r in answers)
+    good_in = good.status_code == 302 and good.headers.get("Location", "").endswith("/dashboard")
+    assert not (wrong_evaluated >= pg_instance.security.login_max_failures and good_in), \
+        f"{wrong_evaluated} wrong codes were evaluated in the burst and the right one still signed in"
+
+
+def test_parallel_wrong_passwords_get_no_more_guesses_than_the_lockout_allows(pg_served: str, pg_instance: Settings) -> None:
+    """The same race on the password step: 12 browsers send 12 wrong passwords for one account at once."""
+    with parallel_portal(pg_instance) as session:
+        create_user(session, pg_instance, username="pw.target", password=PASSWORD, role="parent", display_name="T")
+        session.commit()
+    senders = []
+    for i in range(12):
+        browser = requests.Session()
+        token = form_token(browser, f"{pg_served}/login")
+        senders.append(lambda b=browser, t=token, i=i: b.post(f"{pg_served}/login", allow_redirects=False, data={
+            "csrf_token": t, "username": "pw.target", "password": f"wrong guess number {i} of many"}))
+    answers = all_at_once(senders)
+    evaluated = sum("do not match" in r.text for r in answers)
+    limit = pg_instance.security.login_max_failures
+    assert evaluated <= limit - 1, f"{evaluated} wrong passwords were each answered 'do not match' in one burst (limit {limit})"
+
+
+def test_parallel_wrong_codes_on_either_database_are_held_to_the_lockout(served: str, any_instance: Settings) -> None:
+    secret, _codes = enrolled_staff(any_instance, "brute.any")
+    browsers = [at_second_factor(served, "brute.any") for _ in range(12)]
+    right = {totp.code_at(secret, time.time() + o * totp.STEP) for o in (-1, 0, 1)}
+    guesses = [f"{n:06d}" for n in range(500000, 500100) if f"{n:06d}" not in right][:12]
+    answers = all_at_once([code_sender(served, b, g) for b, g in zip(browsers, guesses)])
+    evaluated = sum(r.status_code == 200 for r in answers)
+    assert evaluated <= any_instance.security.login_max_failures, f"{evaluated} of 12 codes evaluated in one burst"
