@@ -23,7 +23,7 @@ from gateway.security import passwords
 from gateway.security.keys import KeyRing
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
-from gateway.portal.models import STAFF_ROLES, Throttle, User, UserSession
+from gateway.portal.models import STAFF_ROLES, SecondFactorChallenge, Throttle, User, UserSession
 from gateway.settings import Settings
 
 TOUCH_EVERY = dt.timedelta(seconds=30)  # last_seen is written at most this often
@@ -280,9 +280,15 @@ def end_session(session: Session, live: UserSession, reason: str) -> None:
 
 
 def end_all_sessions(session: Session, user_id: int, reason: str, keep: int | None = None) -> int:
+    """End the account's sessions (but ``keep``) and every pending second-factor sign-in of it:
+    a password typed before a change, reset, denial or "sign out everywhere" must not finish
+    signing in with a code afterwards."""
     query = update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
     if keep is not None:
         query = query.where(UserSession.id != keep)
+    session.execute(update(SecondFactorChallenge)
+                    .where(SecondFactorChallenge.user_id == user_id, SecondFactorChallenge.ended_at.is_(None))
+                    .values(ended_at=utcnow(), end_reason=reason[:32]).execution_options(synchronize_session=False))
     return session.execute(query.values(ended_at=utcnow(), end_reason=reason)).rowcount
 
 

@@ -68,6 +68,8 @@ def pending(session: Session, cipher: FieldCipher, token: str) -> Pending | None
     user = session.get(User, row.user_id)
     if user is None or user.disabled_at is not None:
         return None
+    if row.created_at < user.password_changed_at:  # the password it was started with is no longer the password
+        return None
     if user.totp_secret is not None:
         return Pending(row, user, totp.secret_of(cipher, user) or "", enrolling=False)
     if row.enrol_secret is None:  # the factor was reset after this sign-in began: begin again

@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
 
 from gateway.demo.sis import DemoSummary
-from gateway.portal import models
-from gateway.portal.models import PortalBase, Throttle
+from gateway.portal import accounts, models, recovery
+from gateway.portal.models import PortalBase, RecoveryToken, Throttle
+from gateway.replica.dbtypes import utcnow
 from gateway.security import totp
 from gateway.settings import Settings
 
@@ -249,3 +250,37 @@ def test_parallel_wrong_codes_on_either_database_are_held_to_the_lockout(served:
     answers = all_at_once([code_sender(served, b, g) for b, g in zip(browsers, guesses)])
     evaluated = sum(r.status_code == 200 for r in answers)
     assert evaluated <= any_instance.security.login_max_failures, f"{evaluated} of 12 codes evaluated in one burst"
+
+
+# --- a pending second factor ends with the password it was started with (F2) -------------------
+
+NEW_PASSWORD = "seven quiet herons over the marsh"
+
+
+@pytest.mark.parametrize("how", ["change_password", "reset_password", "sign_out_everywhere"])
+def test_pending_second_factor_ends_when_the_password_changes(district_app: Flask, district: tuple[Settings, DemoSummary],
+                                                              how: str) -> None:
+    """An attacker who typed the (stolen) password holds a pending challenge; the owner then changes
+    or resets the password (or signs out everywhere). The attacker's pending challenge must end."""
+    settings = district[0]
+    owner, secret = staff_client(district_app, settings, "victim.clerk", "staff")
+    attacker = district_app.test_client()
+    assert login(attacker, "victim.clerk").headers["Location"].startswith("/login/second-factor")
+    if how == "change_password":
+        token = csrf(owner, "/account")
+        assert owner.post("/account", data={"csrf_token": token, "current": PASSWORD, "new": NEW_PASSWORD}).status_code == 302
+    elif how == "sign_out_everywhere":
+        token = csrf(owner, "/account")
+        assert owner.post("/account/sign-out-everywhere", data={"csrf_token": token}).status_code == 302
+    else:
+        with portal_session(settings) as session:
+            user = accounts.find_user(session, "victim.clerk")
+            assert user is not None
+            session.add(RecoveryToken(user_id=user.id, token_hash=accounts.token_hash("tok-xyz"),
+                                      expires_at=utcnow().replace(year=2100)))
+            session.flush()
+            recovery.reset_password(session, settings, "tok-xyz", NEW_PASSWORD)
+            session.commit()
+    # the attacker, still holding the pre-code cookie made with the old password, enters a valid code
+    where = submit_code(attacker, totp.code_at(secret, time.time() + totp.STEP))
+    assert where != "/dashboard", f"pending sign-in made with the old password survived {how}"
