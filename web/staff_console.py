@@ -121,7 +121,8 @@ def accounts_page() -> ResponseReturnValue:
             func.lower(User.username).contains(query, autoescape=True)
             | func.lower(User.display_name).contains(query, autoescape=True)).limit(50))
             if accounts.may_manage(context.user().role, u.role)]
-    denials = db.portal().scalars(select(Denial).where(Denial.lifted_at.is_(None)).order_by(Denial.created_at.desc())).all()
+    # A denial that also holds an account above the actor's rank is not theirs to read or lift.
+    denials = people.liftable(db.portal(), db.replica(), context.keys().blind_index, context.user().role)
     context.record("staff.view", page="accounts", query=query or None)
     return render_template("staff_accounts.html", query=query, found=found, denials=denials, action=ActionForm(), deny=DenyForm())
 
@@ -153,9 +154,9 @@ def restore(denial_id: int) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
     denial = db.portal().get(Denial, denial_id)
-    named = db.portal().get(User, denial.user_id) if denial is not None and denial.user_id is not None else None
-    if named is not None and not accounts.may_manage(context.user().role, named.role):
-        _refuse_account(named.id, "restore")
+    if denial is not None and not people.may_lift(db.portal(), db.replica(), context.keys().blind_index,
+                                                  context.user().role, denial_id):
+        _refuse_denial(denial_id)
     try:
         people.restore(db.portal(), denial_id, by=context.user().id)
     except people.PeopleError:
@@ -163,6 +164,12 @@ def restore(denial_id: int) -> ResponseReturnValue:
     db.portal().commit()
     context.record("account.restored", denial_id=denial_id)
     return redirect(url_for("staff.accounts_page"))
+
+
+def _refuse_denial(denial_id: int) -> NoReturn:
+    """404 for a denial covering an account out of the actor's rank, as for one that does not exist; audited."""
+    context.record("account.refused", denial_id=denial_id, attempted="restore")
+    abort(404)
 
 
 def _refuse_account(user_id: int, action: str) -> NoReturn:

@@ -7,7 +7,8 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.portal.accounts import end_all_sessions, find_user
+from gateway.portal import denials
+from gateway.portal.accounts import FAMILY_ROLES, end_all_sessions, find_user, may_manage
 from gateway.security.crypto import FieldCipher, email_index, normalize_email
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
@@ -53,7 +54,35 @@ def _accounts_of(session: Session, user: User | None, source_system: str | None,
     return found
 
 
+def out_of_rank(session: Session, replica: Session, index_ring: KeyRing, actor_role: str) -> set[int]:
+    """The ids of denials in force that cover an account the actor may not manage.
+
+    A denial covers every account of the person it names (by account, guardian or email,
+    through the one denial rule), so a denial made by email or guardian may hold an IT,
+    auditor or admin account too: only an actor who may manage every covered account may
+    lift it, or read its reason. Only non-family accounts can be out of rank.
+    """
+    found: set[int] = set()
+    for user in session.scalars(select(User).where(User.role.not_in(FAMILY_ROLES))):
+        if not may_manage(actor_role, user.role):
+            person = denials.of_user(replica, index_ring, user)
+            found.update(session.scalars(select(Denial.id).where(Denial.lifted_at.is_(None), denials.names(person))))
+    return found
+
+
+def liftable(session: Session, replica: Session, index_ring: KeyRing, actor_role: str) -> list[Denial]:
+    """The denials in force this actor may see and lift, newest first."""
+    hidden = out_of_rank(session, replica, index_ring, actor_role)
+    return [d for d in session.scalars(select(Denial).where(Denial.lifted_at.is_(None)).order_by(Denial.created_at.desc()))
+            if d.id not in hidden]
+
+
+def may_lift(session: Session, replica: Session, index_ring: KeyRing, actor_role: str, denial_id: int) -> bool:
+    return denial_id not in out_of_rank(session, replica, index_ring, actor_role)
+
+
 def restore(session: Session, denial_id: int, by: int | None = None) -> None:
+    """Lift a denial (the caller has checked ``may_lift`` for a console actor; the CLI is the operator)."""
     lifted = session.execute(update(Denial).where(Denial.id == denial_id, Denial.lifted_at.is_(None))
                              .values(lifted_at=utcnow(), lifted_by_id=by)).rowcount
     if not lifted:

@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from gateway.cli import main
 from gateway.db import create_ro_engine, create_rw_engine
 from gateway.demo.sis import DemoSummary
-from gateway.portal import facts
+from gateway.portal import accounts, denials, facts, people
 from gateway.portal.facts import StudentRef
-from gateway.portal.models import ActivationCode, Application, User
+from gateway.portal.models import ActivationCode, Application, Denial, User
 from gateway.security.crypto import FieldCipher
-from gateway.security.keys import load_keyring
+from gateway.security.keys import load_keyring, load_keys
 from gateway.settings import Settings
 
-from .conftest import activate, csrf, issue_code, login, portal_session, staff_client
+from .conftest import PASSWORD, activate, csrf, issue_code, login, portal_session, staff_client
 
 KINDS = ("account", "guardian", "sis_email", "account_email")
 
@@ -162,3 +162,41 @@ def test_an_application_typed_with_a_denied_guardians_sis_email_is_flagged(distr
     assert apply(district_app, number, born, sis_email(settings, case["contact_id"]))[0] == 200
     listed = json.loads(cli.invoke(main, ["--config", str(settings.config_path), "applications", "list", "--json"]).output)
     assert [a["denied"] for a in listed["applications"]] == [True]
+
+
+# --- staff and denials that hold a higher role's account (attack review of issue 13, F3) --------
+
+def test_staff_cannot_lift_an_email_denial_that_covers_an_it_account(district_app: Flask,
+                                                                     district: tuple[Settings, DemoSummary]) -> None:
+    settings = district[0]
+    clerk, _ = staff_client(district_app, settings, "desk.clerk2", "staff")
+    keys = load_keys(settings)
+    with portal_session(settings) as session:
+        it = accounts.create_user(session, settings, username="it.person", password=PASSWORD, role="it",
+                                  display_name="IT Person", email="it.person@example.net")
+        denial = people.deny(session, FieldCipher(keys.field), keys.blind_index, "compromised", email="it.person@example.net")
+        session.commit()
+        denial_id = denial.id
+        assert denials.is_denied(session, denials.of_user(session, keys.blind_index, it))
+    token = csrf(clerk, "/staff/accounts")
+    response = clerk.post(f"/staff/denials/{denial_id}/restore", data={"csrf_token": token})
+    with portal_session(settings) as session:
+        denial_row = session.get(Denial, denial_id)
+        assert denial_row is not None
+        lifted = denial_row.lifted_at
+    assert response.status_code == 404 and lifted is None, "a staff clerk lifted the denial that held an IT account"
+
+
+def test_the_staff_accounts_page_does_not_show_the_denial_reason_of_a_higher_role(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    """Staff cannot act on an auditor's denial, and do not read its reason either."""
+    settings = district[0]
+    clerk, _ = staff_client(district_app, settings, "desk.clerk4", "staff")
+    keys = load_keys(settings)
+    with portal_session(settings) as session:
+        accounts.create_user(session, settings, username="audit.person2", password=PASSWORD, role="auditor",
+                             display_name="Auditor Person")
+        session.commit()
+        people.deny(session, FieldCipher(keys.field), keys.blind_index, "reason-for-auditor-XYZ", username="audit.person2")
+        session.commit()
+    assert "reason-for-auditor-XYZ" not in clerk.get("/staff/accounts").get_data(as_text=True)
