@@ -46,21 +46,42 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 15.1):
+# code points a renderer shows as nothing when it does not support them. They include the
+# Cf format characters, and also combining, letter and filler ones (U+034F, U+115F, U+3164,
+# U+FFA0, variation selectors) that NFKC and casefolding keep.
+DEFAULT_IGNORABLE: tuple[tuple[int, int], ...] = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+# Not default-ignorable, yet drawn as an empty cell by every font: a name must not hide one.
+BLANK_LOOKING = frozenset({0x2800})  # BRAILLE PATTERN BLANK
+
+
+def _invisible(ch: str) -> bool:
+    point = ord(ch)
+    return (ch.isspace() or unicodedata.category(ch) == "Cf" or point in BLANK_LOOKING
+            or any(low <= point <= high for low, high in DEFAULT_IGNORABLE))
+
+
 def normalize_username(name: str) -> str:
     """The one form of a username, wherever a name enters: lookups, throttles, uniqueness.
 
     Unicode NFKC (fullwidth and other compatibility forms become plain letters), every
     whitespace character removed (spaces, tabs, no-break and em spaces, anywhere in the
-    name) along with invisible format characters (zero-width spaces and joiners),
-    casefolded. So " Parent-X", "parent-x\t" and "parent-x\u00a0" are one account, with
-    one lockout.
+    name) along with every invisible character (format characters, Unicode's default-ignorable
+    code points such as fillers and variation selectors, the blank braille cell), casefolded.
+    So " Parent-X", "parent-x\t" and "parent-x\u00a0" are one account, with one lockout, and
+    "desk\u034f.clerk" cannot be made beside "desk.clerk".
     """
     # Removing a space can leave a combining mark beside a letter that NFKC then composes,
     # and NFKC can turn a spacing mark into a space and a combining one: repeat to the fixed
     # point (two rounds in practice), so normalising a normalised name changes nothing.
     for _ in range(4):
         folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-        once = "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+        once = "".join(ch for ch in folded if not _invisible(ch))
         if once == name:
             break
         name = once

@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from gateway import migrate
 from gateway.db import create_rw_engine
+from gateway.demo.sis import DemoSummary
 from gateway.mail import outbox_messages
 from gateway.portal import accounts, recovery
 from gateway.portal.accounts import AccountError, create_user
 from gateway.portal.models import User
 from gateway.settings import Settings
 
-from .conftest import PASSWORD, login
+from .conftest import PASSWORD, activate, issue_code, login, portal_session, staff_client
 
 SPELLINGS = (" parent-x", "parent-x\t", "parent-x\u00a0", "PARENT-X", "\uff50\uff41\uff52\uff45\uff4e\uff54-x")
 
@@ -148,3 +149,41 @@ def test_the_migration_stops_with_the_clashing_names_when_two_accounts_normalise
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM users")).scalar() == 2
     engine.dispose()
+
+
+# --- invisible characters (attack review of issue 13, F4) ----------------------------------------
+
+INVISIBLE = {
+    "combining grapheme joiner U+034F": "\u034f",
+    "hangul filler U+3164": "\u3164",
+    "halfwidth hangul filler U+FFA0": "\uffa0",
+    "hangul choseong filler U+115F": "\u115f",
+    "braille blank U+2800": "\u2800",
+    "variation selector 16 U+FE0F": "\ufe0f",
+}
+
+
+@pytest.mark.parametrize("mark", list(INVISIBLE.values()), ids=list(INVISIBLE))
+def test_an_invisible_character_does_not_make_a_second_account_that_looks_the_same(instance: Settings, mark: str) -> None:
+    with portal_session(instance) as session:
+        accounts.create_user(session, instance, username="desk.clerk", password=PASSWORD, role="staff", display_name="Desk")
+        session.commit()
+        with pytest.raises(accounts.AccountError):
+            accounts.create_user(session, instance, username=f"desk{mark}.clerk", password=PASSWORD, role="parent",
+                                 display_name="Impostor")
+
+
+def test_a_variation_selector_supplement_character_is_removed_from_a_name() -> None:
+    assert accounts.normalize_username("desk\U000e0100.clerk") == "desk.clerk"
+
+
+def test_activation_refuses_a_username_that_only_differs_by_an_invisible_character(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    settings, summary = district
+    staff_client(district_app, settings, "desk.admin", "admin")
+    info = summary.cases["transfer"]
+    code = issue_code(settings, "guardian", info["pupil_id"], info["contact_id"])
+    response = activate(district_app.test_client(), code, "desk\u034f.admin")
+    with portal_session(settings) as session:
+        names = session.scalars(select(User.username).where(User.role == "parent")).all()
+    assert response.status_code != 302, f"a parent account looking exactly like desk.admin was created: {names!r}"
