@@ -129,7 +129,8 @@ class SecondFactorForm(FlaskForm):  # type: ignore[misc]
 def second_factor() -> ResponseReturnValue:
     portal, cipher = db.portal(), context.cipher()
     token = session.get("second_factor")
-    found = second_factor_service.pending(portal, cipher, token) if isinstance(token, str) else None
+    found = (second_factor_service.pending(portal, cipher, token, replica=db.replica(), index_ring=context.keys().blind_index)
+             if isinstance(token, str) else None)
     if found is None:
         session.pop("second_factor", None)
         return redirect(url_for("auth.login"))

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway.portal import accounts
+from gateway.portal import accounts, denials
 from gateway.portal.models import SecondFactorChallenge, User
 from gateway.replica.dbtypes import utcnow
 from gateway.security import totp
 from gateway.security.crypto import FieldCipher
+from gateway.security.keys import KeyRing
 from gateway.settings import Settings
 
 SECOND_FACTOR_SECONDS = 300  # a password is good for this long while the second factor is asked
@@ -59,14 +60,16 @@ def start(session: Session, cipher: FieldCipher, user: User, ip: str | None) -> 
     return token
 
 
-def pending(session: Session, cipher: FieldCipher, token: str) -> Pending | None:
-    """The live challenge of a cookie token, or None (unknown, used, ended or expired)."""
+def pending(session: Session, cipher: FieldCipher, token: str, *, replica: Session, index_ring: KeyRing) -> Pending | None:
+    """The live challenge of a cookie token, or None (unknown, used, ended or expired, or its
+    person denied since the password was accepted: by account, guardian or email, through
+    the one denial rule, as sign-in asks it)."""
     row = session.scalars(select(SecondFactorChallenge)
                           .where(SecondFactorChallenge.token_hash == accounts.token_hash(token))).first()
     if row is None or row.ended_at is not None or row.expires_at <= utcnow():
         return None
     user = session.get(User, row.user_id)
-    if user is None or user.disabled_at is not None:
+    if user is None or denials.user_denied(session, replica, index_ring, user):  # disabled counts as denied
         return None
     if row.created_at < user.password_changed_at:  # the password it was started with is no longer the password
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +19,7 @@ from gateway.demo.sis import DemoSummary
 from gateway.portal import accounts, denials, facts, people
 from gateway.portal.facts import StudentRef
 from gateway.portal.models import ActivationCode, Application, Denial, User
+from gateway.security import totp
 from gateway.security.crypto import FieldCipher
 from gateway.security.keys import load_keyring, load_keys
 from gateway.settings import Settings
@@ -200,3 +202,45 @@ def test_the_staff_accounts_page_does_not_show_the_denial_reason_of_a_higher_rol
         people.deny(session, FieldCipher(keys.field), keys.blind_index, "reason-for-auditor-XYZ", username="audit.person2")
         session.commit()
     assert "reason-for-auditor-XYZ" not in clerk.get("/staff/accounts").get_data(as_text=True)
+
+
+# --- a denial while the code step is pending (F5) ------------------------------------------------
+
+def _submit_code(client: FlaskClient, code: str) -> str:
+    token = csrf(client, "/login")
+    response = client.post("/login/second-factor", data={"csrf_token": token, "code": code})
+    return response.headers.get("Location") or response.get_data(as_text=True)
+
+
+def test_a_staff_account_denied_while_its_code_step_is_pending_gets_no_session(
+        district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner) -> None:
+    settings = district[0]
+    _owner, secret = staff_client(district_app, settings, "soon.denied", "staff")
+    attacker = district_app.test_client()
+    assert login(attacker, "soon.denied").headers["Location"].startswith("/login/second-factor")
+    deny(cli, settings, "--username", "soon.denied")
+    where = _submit_code(attacker, totp.code_at(secret, time.time() + totp.STEP))
+    next_status = attacker.get("/staff").status_code
+    assert where != "/dashboard", ("the code step signed a denied account in (sign-in must be refused); "
+                                   f"its next request answered {next_status}")
+
+
+def test_a_staff_account_denied_by_email_while_its_code_step_is_pending_gets_no_session(
+        district_app: Flask, district: tuple[Settings, DemoSummary]) -> None:
+    """A denial by email ends no pending sign-in by itself: the code step asks the one denial rule."""
+    settings = district[0]
+    _owner, secret = staff_client(district_app, settings, "soon.denied2", "staff")
+    with portal_session(settings) as session:
+        user = accounts.find_user(session, "soon.denied2")
+        assert user is not None
+        user.email = "soon.denied2@example.net"
+        session.commit()
+    attacker = district_app.test_client()
+    assert login(attacker, "soon.denied2").headers["Location"].startswith("/login/second-factor")
+    keys = load_keys(settings)
+    with portal_session(settings) as session:
+        people.deny(session, FieldCipher(keys.field), keys.blind_index, "phished", email="Soon.Denied2@example.net")
+        session.commit()
+    where = _submit_code(attacker, totp.code_at(secret, time.time() + totp.STEP))
+    assert where != "/dashboard", "the code step signed in an account denied by its email"
+    assert attacker.get("/staff").status_code != 200
