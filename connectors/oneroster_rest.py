@@ -183,7 +183,8 @@ class RestSource:
         first, params = self._url(collection), self._query(since)
         spool, earlier = Spool(), set[str]()
         total: int | None = None
-        url, query = first, params
+        url = first
+        query: dict[str, Any] | None = params  # None on a Link header's page: it carries its own
         while True:
             response = self._get(url, query, collection)
             page = self._page(response, collection, url)

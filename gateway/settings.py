@@ -218,8 +218,8 @@ def load_settings(
     raw = _read_toml(config_path) if config_path else {}
     for section, values in _env_overrides(env).items():
         raw.setdefault(section, {}).update(values)
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+    for section, given in (overrides or {}).items():
+        raw.setdefault(section, {}).update(given)
     base = config_path.parent if config_path else Path.cwd()
     return _build(raw, base, config_path)
 

@@ -19,8 +19,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from gateway.replica.dbtypes import utcnow
 from gateway.replica.tables import SyncCursor
@@ -50,7 +51,7 @@ def advance(current: Value | None, seen: Value | None) -> Value | None:
 
 
 def save(connection: Connection, connector: str, stream: str, value: Value, run_id: int) -> None:
-    table = SyncCursor.__table__
+    table = cast(Table, SyncCursor.__table__)  # a mapped class's table is a Table
     kind = "integer" if isinstance(value, int) else "datetime"
     stamp = str(value) if isinstance(value, int) else value.astimezone(dt.timezone.utc).isoformat()
     updated = connection.execute(

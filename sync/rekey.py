@@ -142,7 +142,7 @@ def _rewrite_table(connection: Connection, table: Table, rewrite: RowRewrite) ->
         changes = [(row["id"], rewrite(dict(row))) for row in rows]
         for row_id, changed in changes:
             if changed:
-                values = {name: bindparam(f"new_{name}") for name in changed}
+                values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in changed}
                 connection.execute(
                     update(table).where(table.c.id == bindparam("row_id")).values(values),
                     [{"row_id": row_id, **{f"new_{k}": v for k, v in changed.items()}}],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway import mail
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import Alert
@@ -25,8 +26,8 @@ def raise_alert(session: Session, settings: Settings, audience: str, kind: str, 
 
 
 def resolve(session: Session, kind: str, subject: str) -> int:
-    count = session.execute(update(Alert).where(Alert.kind == kind, Alert.subject == subject,
-                                                Alert.resolved_at.is_(None)).values(resolved_at=utcnow())).rowcount
+    count = rowcount(session.execute(update(Alert).where(Alert.kind == kind, Alert.subject == subject,
+                                                         Alert.resolved_at.is_(None)).values(resolved_at=utcnow())))
     session.commit()
     return count
 

@@ -17,6 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.replica.dbtypes import utcnow
 from gateway.errors import GatewayError
 from gateway.portal.models import SyncJob, SyncRunRequest
@@ -228,9 +229,9 @@ def claim_requests(session: Session, busy: Collection[str] = ()) -> list[SyncRun
     for request in waiting_requests(session):
         if request.connector in busy:
             continue
-        won = session.execute(update(SyncRunRequest).where(SyncRunRequest.id == request.id,
-                                                           SyncRunRequest.claimed_at.is_(None))
-                              .values(claimed_at=utcnow())).rowcount
+        won = rowcount(session.execute(update(SyncRunRequest).where(SyncRunRequest.id == request.id,
+                                                                    SyncRunRequest.claimed_at.is_(None))
+                                       .values(claimed_at=utcnow())))
         session.commit()
         if won:
             claimed.append(request)

@@ -30,7 +30,7 @@ class Record:
 
     def values(self) -> dict[str, Any]:
         """The canonical column values (what the row hash covers)."""
-        return {name: getattr(self, name) for name in _value_names(type(self))}
+        return {name: getattr(self, name) for name in _value_names(type(self))}  # type: ignore[arg-type]  # a frozen dataclass type is hashable
 
     def problems(self) -> list[str]:
         """Why this record cannot be stored; empty when it can."""

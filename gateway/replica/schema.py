@@ -17,7 +17,7 @@ STORAGE_CLASSES = (PLAIN, ENCRYPTED, BLIND_INDEX, LINEAGE, REFERENCE)
 
 def canonical_tables() -> dict[str, Table]:
     """Every canonical replica table by name, in dependency order."""
-    return {model.__tablename__: model.__table__ for model in CANONICAL_TABLES}  # type: ignore[misc]
+    return {model.__tablename__: ReplicaBase.metadata.tables[model.__tablename__] for model in CANONICAL_TABLES}
 
 
 def storage(column: Column[Any]) -> str:

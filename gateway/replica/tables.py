@@ -8,7 +8,7 @@ There is deliberately no column for passwords, SSNs, medical or discipline data.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -30,6 +30,9 @@ class ReplicaBase(DeclarativeBase):
 
 class Lineage:
     """Where a row came from: the source's own id, the keyed hash, the run that wrote it."""
+
+    if TYPE_CHECKING:  # each table class names itself
+        __tablename__: str
 
     id: Mapped[int] = mapped_column(primary_key=True, info={"storage": LINEAGE})
     source_system: Mapped[str] = mapped_column(String(64), info={"storage": LINEAGE})

@@ -44,7 +44,7 @@ class MySQLPipes(MySQL):  # registered with sqlglot as "mysqlpipes"
     same on every server whatever its ``sql_mode``.
     """
 
-    class Parser(MySQL.Parser):
+    class Parser(MySQL.Parser):  # type: ignore[name-defined,misc,valid-type]  # sqlglot declares it as a variable
         DISJUNCTION = {token: kind for token, kind in MySQL.Parser.DISJUNCTION.items() if token != TokenType.DPIPE}
 
         def _parse_bitwise(self) -> exp.Expr | None:
@@ -133,7 +133,7 @@ def parse_query(sql: str, dialect: str, where: str = "query", binds: bool = Fals
     return tree
 
 
-def _check_node(node: exp.Expression, sql: str, where: str, dialect: str) -> None:
+def _check_node(node: exp.Expr, sql: str, where: str, dialect: str) -> None:
     kind = type(node)
     if isinstance(node, exp.Anonymous):
         name = node.name.lower()
@@ -151,7 +151,7 @@ def _check_node(node: exp.Expression, sql: str, where: str, dialect: str) -> Non
                                  "a plain read")
 
 
-def _fragment(node: exp.Expression, dialect: str) -> str:
+def _fragment(node: exp.Expr, dialect: str) -> str:
     try:
         text = node.sql(dialect=dialect, comments=False)
     except Exception:  # noqa: BLE001 - a node the generator cannot render is still refused
@@ -159,7 +159,7 @@ def _fragment(node: exp.Expression, dialect: str) -> str:
     return " ".join(text.split())[:80]
 
 
-def to_sql(tree: exp.Expression, dialect: str) -> str:
+def to_sql(tree: exp.Expr, dialect: str) -> str:
     """The checked tree as SQL in ``dialect``: what the server will run, comments dropped."""
     return tree.sql(dialect=dialect, comments=False)
 

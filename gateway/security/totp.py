@@ -67,7 +67,7 @@ def accept(secret: str, code: str, last_step: int | None, now: float | None = No
     for offset in (0, -1, 1):
         moment = now + offset * STEP
         try:
-            _totp(secret).verify(digits.encode(), moment)
+            _totp(secret).verify(digits.encode(), int(moment))
         except InvalidToken:
             continue
         step = int(moment // STEP)
