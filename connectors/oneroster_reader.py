@@ -460,7 +460,7 @@ def _positions(found: dict[str, None]) -> dict[str, object]:
     return {"count": len(found), "first": list(found)[:5]}
 
 
-def _simple(table: str, build: Callable[[one.Row], Record]) -> Reader:
+def _simple(table: str, build: Callable[[dict[str, str]], Record]) -> Reader:
     def read(position: str, row: Row) -> Iterator[Item]:
         if one.is_deleted(row):
             yield Tombstone(table, one.required(row, "sourcedid"), one.modified(row))

@@ -50,8 +50,8 @@ class Sanitizer:
         self.dropped = {c for c in self.columns if not policy.keeps(table.name, c)}
         self.encrypted = {c for c in self.columns if storage(table.columns[c]) == ENCRYPTED}
         self.indexes = blind_index_sources(table)
-        self.lengths = {c: table.columns[c].type.length for c in self.columns
-                        if isinstance(table.columns[c].type, String) and table.columns[c].type.length}
+        self.lengths = {c: length for c in self.columns
+                        if isinstance(kind := table.columns[c].type, String) and (length := kind.length)}
 
     def too_long(self, record: Record) -> list[str]:
         """Values longer than their replica column holds, named with both lengths.

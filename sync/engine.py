@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, CursorResult, Engine, insert, update
 from sqlalchemy.exc import DBAPIError
 
 from gateway.security.crypto import FieldCipher
@@ -324,9 +324,9 @@ def _check_reject_share(context: RunContext, counts: dict[str, TableCounts]) -> 
 
 def _start_run(replica: Engine, connector: Connector, mode: str) -> int:
     with replica.begin() as connection:
-        return connection.execute(insert(SyncRun).values(
+        return _inserted_id(connection.execute(insert(SyncRun).values(
             connector=connector.name, source_system=connector.source_system, mode=mode, status="running",
-            started_at=utcnow(), counts={}, unmapped_fields={})).inserted_primary_key[0]
+            started_at=utcnow(), counts={}, unmapped_fields={})))
 
 
 def connector_warnings(connector: Connector) -> list[str]:
@@ -376,9 +376,9 @@ def record_failed_attempt(settings: Settings, connector: str, source_system: str
     try:
         with replica.begin() as connection:
             now = utcnow()
-            return connection.execute(insert(SyncRun).values(
+            return _inserted_id(connection.execute(insert(SyncRun).values(
                 connector=connector, source_system=source_system, mode=mode, status="failed", started_at=now,
-                finished_at=now, counts={}, unmapped_fields={}, error=error)).inserted_primary_key[0]
+                finished_at=now, counts={}, unmapped_fields={}, error=error)))
     finally:
         replica.dispose()
 
@@ -388,3 +388,10 @@ def _close_interrupted_runs(replica: Engine, connector: str) -> None:
     with replica.begin() as connection:
         connection.execute(update(SyncRun).where(SyncRun.connector == connector, SyncRun.status == "running")
                            .values(status="failed", finished_at=utcnow(), error="interrupted (the process ended mid-run)"))
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    """The id the database gave the row just inserted."""
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT of one row has a primary key"
+    return int(key[0])

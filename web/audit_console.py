@@ -60,7 +60,7 @@ def access_log_csv() -> ResponseReturnValue:
     usernames = _usernames(rows)
     csvcells.write_rows(out, ["at", "user_id", "username", "role", "action", "source_system", "student_source_id",
                               "page", "reason", "ip"],
-                        ([e.at.isoformat(), e.actor_user_id, usernames.get(e.actor_user_id, ""), e.actor_role, e.action,
+                        ([e.at.isoformat(), e.actor_user_id, usernames.get(e.actor_user_id or 0, ""), e.actor_role, e.action,
                           e.source_system, e.student_source_id, (e.detail or {}).get("page", ""),
                           (e.detail or {}).get("reason", ""), e.ip] for e in rows))
     context.record("auditor.export", page="access_log")

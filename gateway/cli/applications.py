@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy.orm import Session
 
@@ -37,7 +39,7 @@ def list_command(ctx: Context, as_json: bool) -> None:
     settings = ctx.settings
     cipher, ring = FieldCipher(load_keyring(settings, "field")), load_keyring(settings, "blind_index")
     with Session(create_rw_engine(settings.portal.url)) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
-        report = [{"id": a.id, "applicant": f"{a.given_name} {a.family_name}", "relationship": a.relationship,
+        report: list[dict[str, Any]] = [{"id": a.id, "applicant": f"{a.given_name} {a.family_name}", "relationship": a.relationship,
                    "student_number": a.student_number, "denied": service.denial_of(portal, replica, ring, a) is not None,
                    "candidates": [c.__dict__ for c in service.candidates(replica, cipher, a)]} for a in service.pending(portal)]
     emit(as_json, {"applications": report}, "\n".join(
@@ -62,7 +64,7 @@ def approve(ctx: Context, application_id: int, guardian: str, as_json: bool) -> 
         portal.commit()
     audited(settings, "application.approved", application_id=application_id, guardian_source_id=guardian,
             emailed=approval.emailed_to_sis_address)
-    emitted = {"application_id": application_id, "emailed": approval.emailed_to_sis_address}
+    emitted: dict[str, Any] = {"application_id": application_id, "emailed": approval.emailed_to_sis_address}
     if not approval.emailed_to_sis_address:
         emitted["code_for_letter"] = approval.code
     emit(as_json, emitted, "approved; the code was sent to the email the SIS holds" if approval.emailed_to_sis_address

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -51,7 +53,7 @@ def upgrade(ctx: Context, as_json: bool) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Each database's current and newest schema revision."""
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     for name, engine in engines(ctx.settings).items():
         report[name] = {"current": migrate.current(engine), "head": migrate.heads(name, engine)[0]}
         report[name]["up_to_date"] = report[name]["current"] == report[name]["head"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, select, text, update
@@ -69,7 +70,7 @@ def create_demo_accounts(session: Session, settings: Settings, sis: Engine, sour
     logins = [_staff(session, settings, cipher, role, name) for role, name in STAFF_ROLES]
     with sis.connect() as connection:
         cases = connection.execute(text("SELECT case_name, pupil_id, contact_id, note FROM demo_cases ORDER BY id")).all()
-        births = dict(connection.execute(text("SELECT pupil_id, dob FROM pupils WHERE pupil_id IN "
+        births: dict[Any, Any] = dict(connection.execute(text("SELECT pupil_id, dob FROM pupils WHERE pupil_id IN "
                                               "(SELECT pupil_id FROM demo_cases)")).all())
     with Session(create_ro_engine(settings.replica.url)) as replica:
         services = Services(settings, replica, load_keyring(settings, "blind_index"), cipher, source_system)
@@ -143,7 +144,7 @@ def _activated_at(case: str, birth: Any, today: dt.date) -> dt.datetime:
     return dt.datetime.combine(after, dt.time(15), dt.timezone.utc)
 
 
-def _adult_student(session: Session, services: Services, cases: list[Any], today: dt.date) -> Login:
+def _adult_student(session: Session, services: Services, cases: Sequence[Any], today: dt.date) -> Login:
     """The student of the termination case, who has filed the written request."""
     pupil = next(str(p) for case, p, _, _ in cases if case == "termination_request")
     login = Login("student", "student-turned-18", new_password(), "termination_request",

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.portal import denials
 from gateway.security import passwords
 from gateway.security.keys import KeyRing
@@ -209,7 +210,7 @@ def _take(session: Session, scope: str, key: str, now: dt.datetime, limit: int, 
     counted = session.execute(update(Throttle).where(*mine, open_).values(failures=Throttle.failures + 1)
                               .execution_options(synchronize_session=False))
     failures, until = session.execute(select(Throttle.failures, Throttle.locked_until).where(*mine)).one()
-    if counted.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(counted) != 1:
         return until or now + lockout  # locked: not counted, not checked
     if failures > limit:  # parallel attempts took every try this lockout allows
         return until if until is not None and until > now else now + lockout
@@ -224,7 +225,7 @@ def _lock_if_reached(session: Session, scope: str, key: str, now: dt.datetime, l
                                   or_(Throttle.locked_until.is_(None), Throttle.locked_until <= now))
                            .values(locked_until=until, failures=0, window_started_at=now)
                            .execution_options(synchronize_session=False))
-    if done.rowcount == 1:  # type: ignore[attr-defined]
+    if rowcount(done) == 1:
         return until
     return locked_until(session, scope, key, now)  # a parallel attempt started it a moment ago
 
@@ -310,7 +311,7 @@ def end_all_sessions(session: Session, user_id: int, reason: str, keep: int | No
     session.execute(update(SecondFactorChallenge)
                     .where(SecondFactorChallenge.user_id == user_id, SecondFactorChallenge.ended_at.is_(None))
                     .values(ended_at=utcnow(), end_reason=reason[:32]).execution_options(synchronize_session=False))
-    return session.execute(query.values(ended_at=utcnow(), end_reason=reason)).rowcount
+    return rowcount(session.execute(query.values(ended_at=utcnow(), end_reason=reason)))
 
 
 def change_password(session: Session, settings: Settings, user: User, current: str, new: str, keep: int | None) -> None:

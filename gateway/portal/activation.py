@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.portal import access, accounts, denials
 from gateway.portal.schoolyear import local_today
 from gateway.replica.dbtypes import utcnow
@@ -94,7 +95,7 @@ def why_not_issuable(session: Session, replica: Session, settings: Settings, pur
         return f"the SIS gives guardian {guardian_source_id!r} no portal access (educational rights) to {where}"
     if not any(link.portal_access and link.in_force(today) for link in links):
         return f"the link between guardian {guardian_source_id!r} and {where} is not in force today ({today})"
-    if denials.is_denied(session, denials.of_guardian(replica, source_system, guardian_source_id)):
+    if denials.is_denied(session, denials.of_guardian(replica, source_system, guardian_source_id or "")):
         return f"guardian {guardian_source_id!r} is denied access as a security risk; no code is issued"
     return None
 
@@ -211,9 +212,9 @@ def _named_from_sis(replica: Session, cipher: FieldCipher, code: ActivationCode)
 def _claim(session: Session, code: ActivationCode, user_id: int | None) -> None:
     """Use the code up with one conditional update: under parallel requests exactly one wins."""
     now = utcnow()
-    won = session.execute(update(ActivationCode).where(
+    won = rowcount(session.execute(update(ActivationCode).where(
         ActivationCode.id == code.id, ActivationCode.used_at.is_(None), ActivationCode.revoked_at.is_(None),
-        ActivationCode.expires_at > now).values(used_at=now, used_by_id=user_id)).rowcount
+        ActivationCode.expires_at > now).values(used_at=now, used_by_id=user_id)))
     if won != 1:
         raise CodeRefused("used", "That code has already been used. Sign in with the account it created, "
                                   "or ask your school for a new letter.")

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.portal import denials
 from gateway.portal.accounts import FAMILY_ROLES, end_all_sessions, find_user, may_manage
 from gateway.security.crypto import FieldCipher, email_index, normalize_email
@@ -83,8 +84,8 @@ def may_lift(session: Session, replica: Session, index_ring: KeyRing, actor_role
 
 def restore(session: Session, denial_id: int, by: int | None = None) -> None:
     """Lift a denial (the caller has checked ``may_lift`` for a console actor; the CLI is the operator)."""
-    lifted = session.execute(update(Denial).where(Denial.id == denial_id, Denial.lifted_at.is_(None))
-                             .values(lifted_at=utcnow(), lifted_by_id=by)).rowcount
+    lifted = rowcount(session.execute(update(Denial).where(Denial.id == denial_id, Denial.lifted_at.is_(None))
+                                      .values(lifted_at=utcnow(), lifted_by_id=by)))
     if not lifted:
         raise PeopleError(f"there is no denial {denial_id} in force")
 

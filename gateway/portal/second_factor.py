@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.portal import accounts, denials
 from gateway.portal.models import SecondFactorChallenge, User
 from gateway.replica.dbtypes import utcnow
@@ -132,7 +133,7 @@ def _end(session: Session, challenge_id: int, reason: str, now: dt.datetime) -> 
                            .where(SecondFactorChallenge.id == challenge_id, SecondFactorChallenge.ended_at.is_(None),
                                   SecondFactorChallenge.expires_at > now)
                            .values(ended_at=now, end_reason=reason).execution_options(synchronize_session=False))
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def _end_all(session: Session, user_id: int, reason: str) -> None:

@@ -16,10 +16,10 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
@@ -217,7 +217,7 @@ def _entries(connection: Connection, newest: int, batch: int = 5000) -> Iterator
         ).mappings().all()
         if not rows:
             return
-        yield from rows
+        yield from cast(Sequence[Mapping[str, Any]], rows)  # RowMappings keyed by column name
         last = rows[-1]["id"]
 
 
