@@ -98,6 +98,7 @@ class TableWriter:
         self.connection, self.table, self.sanitizer = connection, table, sanitizer
         self.source_system, self.run_id, self.synced_at = source_system, run_id, synced_at
         self.counts = TableCounts()
+        self.moved_from: dict[str, str] = {}  # key changes applied by this run: new source id → old
         self.seen = RowIdSet() if snapshot else None
         self._postgres = connection.dialect.name == "postgresql"
         self.references: list[Reference] = references(table)
@@ -112,7 +113,7 @@ class TableWriter:
         """
         if not records:
             return []
-        latest = {record.source_id: record for record in records}  # a key seen twice: the last wins
+        latest = {record.source_id: record for record in records}  # the engine lets each id through once per stream
         rows = {source_id: self.sanitizer.plaintext(record) for source_id, record in latest.items()}
         existing = self._existing(list(rows))
         changed: list[tuple[dict[str, Any], int | None]] = []
@@ -214,6 +215,32 @@ class TableWriter:
             for row_id in self.connection.execute(query).scalars():
                 self.seen.add(row_id)
 
+    def restore(self, source_id: str) -> None:
+        """Put a row this run already wrote back as the replica had it before the run.
+
+        The run is one transaction and the only writer of this connector's rows (its
+        lease), so the committed state, read on a second connection, is the row as the run
+        found it: PostgreSQL shows other connections the committed rows, and SQLite in WAL
+        mode (gateway.db) lets a reader see the last commit while the run writes. A row
+        the run inserted goes again; one it did not write is left as it is.
+        """
+        t = self.table
+        mine = (t.c.source_system == self.source_system, t.c.source_id == source_id)
+        written = self.connection.execute(select(t.c.id).where(*mine, t.c.sync_run_id == self.run_id)).scalar()
+        if written is None:
+            return
+        was = self.moved_from.get(source_id, source_id)  # a key change stays applied: only the values go back
+        with self.connection.engine.connect() as committed:
+            before = committed.execute(select(t).where(t.c.source_system == self.source_system,
+                                                       t.c.source_id == was)).mappings().first()
+        if before is None:
+            self.connection.execute(delete(t).where(t.c.id == written))
+            self.counts.inserted -= 1
+            return
+        self.connection.execute(update(t).where(t.c.id == written).values(
+            {name: value for name, value in before.items() if name not in ("id", "source_id")}))
+        self.counts.updated -= 1
+
     def tombstones(self, source_ids: Iterable[str]) -> None:
         ids = list(source_ids)
         if ids:
@@ -234,6 +261,8 @@ class TableWriter:
         moved = self.connection.execute(update(t).where(t.c.source_system == self.source_system,
                                                         t.c.source_id == old_source_id)
                                         .values(source_id=new_source_id)).rowcount
+        if moved:
+            self.moved_from[new_source_id] = old_source_id  # restore() finds the committed row by its old key
         self.counts.updated += moved
         for other in canonical_tables().values():
             for ref in references(other):

@@ -31,6 +31,7 @@ from gateway.settings import Settings
 from connectors.base import Connector, StreamSpec
 from sync import cursors, resource_ids
 from sync import findings as run_findings
+from sync.duplicates import Seen, StreamIds, org_loops
 from sync.quarantine import narrows_access
 from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
 from sync.locks import Lease, sync_lock_name
@@ -134,7 +135,10 @@ def _publish(replica: Engine, context: RunContext) -> dict[str, TableCounts]:
             since, snapshot = _plan(spec, context, saved.get(spec.name))
             writer = TableWriter(connection, table, sanitizer, context.connector.source_system,
                                  context.run_id, synced_at, snapshot)
-            newest = _stream(context, spec, writer, since)
+            ids = StreamIds()
+            newest = _stream(context, spec, writer, since, ids)
+            if spec.table == "schools":
+                _reject_org_loops(context, writer, ids)
             if snapshot:
                 writer.delete_vanished(context.settings.sync.shrink_max_share, context.allow_shrink, context.connector.name,
                                        context.settings.sync.shrink_min_rows)
@@ -183,8 +187,10 @@ def _plan(spec: StreamSpec, context: RunContext, saved: cursors.Value | None) ->
     return cursors.since(saved, lookback), False
 
 
-def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: cursors.Value | None) -> cursors.Value | None:
+def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: cursors.Value | None,
+            ids: StreamIds | None = None) -> cursors.Value | None:
     """Feed one stream to its writer in batches; return the newest modification time seen."""
+    ids = StreamIds() if ids is None else ids
     batch: list[Record] = []
     gone: list[str] = []
     newest: cursors.Value | None = None
@@ -204,6 +210,10 @@ def _stream(context: RunContext, spec: StreamSpec, writer: TableWriter, since: c
             _write(context, writer, batch)
             batch = []
             writer.move(item.old_source_id, item.new_source_id)
+            continue
+        repeat = ids.note(item)
+        if repeat is not Seen.FIRST:
+            batch = _repeated(context, writer, item, repeat, batch)
             continue
         problems = item.problems() or writer.sanitizer.too_long(item)
         if problems:
@@ -232,12 +242,11 @@ def _write(context: RunContext, writer: TableWriter, batch: list[Record]) -> Non
     The run fails either way (its transaction is never committed), so the search may
     keep what it writes: records are written one by one until the refused one.
     """
-    records = _once_each(context, writer, batch)
     try:
         with writer.connection.begin_nested():
-            rejects = writer.write(records)
+            rejects = writer.write(batch)
     except DBAPIError as error:
-        raise SyncWriteError(writer.table.name, _refused_record(writer, records), describe_db_error(error)) from None
+        raise SyncWriteError(writer.table.name, _refused_record(writer, batch), describe_db_error(error)) from None
     for reject in rejects:  # a reference the replica lacks: old row kept
         _reject(context, writer, reject)
 
@@ -252,27 +261,52 @@ def _refused_record(writer: TableWriter, batch: list[Record]) -> str | None:
     return None  # refused only as a batch
 
 
-def _once_each(context: RunContext, writer: TableWriter, batch: list[Record]) -> list[Record]:
-    """A source id twice in a batch: identical records count once (as duplicates); records
-    that disagree are all rejected and the stored row kept, never "the last wins"."""
-    by_id: dict[str, list[Record]] = {}
-    for record in batch:
-        by_id.setdefault(record.source_id, []).append(record)
-    if len(by_id) == len(batch):
-        return batch
-    kept = []
+def _repeated(context: RunContext, writer: TableWriter, record: Record, repeat: Seen, batch: list[Record]) -> list[Record]:
+    """A source id already sent in this stream: identical records count once (as duplicates);
+    records that disagree are all rejected and the stored row kept, never "the last wins".
+
+    Records are written batch by batch as they come, so the first copy may already be in
+    the replica when a conflicting one arrives (across batches), or waiting in the batch.
+    Holding every record back until the stream ends would cost the records' memory (a
+    200,000-row stream); reading each stream twice would cost every connector a second
+    listing. Conflicts are rare, so the first copy is undone instead: taken out of the
+    batch, or put back as the replica had it before the run (``TableWriter.restore``).
+    Returns the batch without the conflicting id.
+    """
     counts = context.duplicates.setdefault(writer.table.name, Counter())
-    for source_id, records in by_id.items():
-        if all(record == records[0] for record in records[1:]):
-            counts["identical"] += len(records) - 1
-            kept.append(records[0])
-            continue
+    if repeat is Seen.IDENTICAL:
+        counts["identical"] += 1
+        return batch
+    copies = 1
+    if repeat is Seen.CONFLICT:
         counts["conflicting"] += 1
-        for record in records:
-            _reject(context, writer, Reject(writer.table.name, f"{writer.table.name} source id {source_id}",
-                                            f"source id {source_id} came {len(records)} times with different values: "
-                                            "none is applied, the stored row is kept", source_id=source_id))
-    return kept
+        copies = 2  # the first copy is rejected with this one
+        batch = [queued for queued in batch if queued.source_id != record.source_id]
+        writer.restore(record.source_id)
+    narrows = narrows_access(writer.connection, writer.table, writer.source_system, record)
+    for _ in range(copies):
+        _reject(context, writer, Reject(writer.table.name, f"{writer.table.name} source id {record.source_id}",
+                                        f"source id {record.source_id} came more than once with different values: "
+                                        "none is applied, the stored row is kept", source_id=record.source_id,
+                                        narrows=narrows))
+    return batch
+
+
+def _reject_org_loops(context: RunContext, writer: TableWriter, ids: StreamIds) -> None:
+    """An org of this run that is its own ancestor (through the stored orgs or this run's) is a
+    reject: its row goes back to what the replica had. Putting one back can close another
+    loop with a row of this run, so look again until no loop holds an org of this run."""
+    rejected: set[str] = set()
+    while True:
+        loops = {org: chain for org, chain in org_loops(writer.connection, writer.table, writer.source_system).items()
+                 if org in ids and org not in rejected and org not in ids.conflicting}
+        if not loops:
+            return
+        for org, chain in sorted(loops.items()):
+            writer.restore(org)
+            rejected.add(org)
+            _reject(context, writer, Reject(writer.table.name, f"schools source id {org}",
+                                            f"org {org} is its own ancestor ({' → '.join(chain)})", source_id=org))
 
 
 def _reject(context: RunContext, writer: TableWriter, reject: Reject) -> None:

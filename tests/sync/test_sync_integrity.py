@@ -356,4 +356,4 @@ def test_any_connector_sending_one_id_twice_counts_an_identical_repeat_once_and_
     assert result.findings["duplicates"] == {"students": {"identical": 1, "conflicting": 1}}
     assert result.counts["students"].rejected == 2 and result.counts["students"].deleted == 0
     assert result.findings["rejects_by_reason"]["students"] == {
-        "source id … came 2 times with different values: none is applied, the stored row is kept": 2}
+        "source id … came more than once with different values: none is applied, the stored row is kept": 2}
