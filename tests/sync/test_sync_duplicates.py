@@ -51,8 +51,8 @@ STORED = [("K1", "Ann", "Ash"), ("K2", "Bob", "Birch"), ("K3", "Cy", "Cedar"), (
 # --- duplicates across batches ----------------------------------------------------------------
 
 def test_a_sql_source_sending_an_id_twice_with_different_values_in_different_batches_keeps_the_stored_row(
-        instance: Settings, tmp_path: Path) -> None:
-    settings = sql_source(tmp_path, instance, KIDS_MAPPING, batch_size=2)
+        any_instance: Settings, tmp_path: Path) -> None:
+    settings = sql_source(tmp_path, any_instance, KIDS_MAPPING, batch_size=2)
     kids(tmp_path, STORED)
     assert run(settings).counts["students"].inserted == 4
     # K1 changed in the first batch (written), and sent again differently in the third; K9
