@@ -234,6 +234,8 @@ class TableWriter:
             before = committed.execute(select(t).where(t.c.source_system == self.source_system,
                                                        t.c.source_id == was)).mappings().first()
         if before is None:
+            # Rows joined to it meanwhile (a school's parent) are emptied by the foreign key
+            # (ON DELETE SET NULL) and joined again if it comes back.
             self.connection.execute(delete(t).where(t.c.id == written))
             self.counts.inserted -= 1
             return

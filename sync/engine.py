@@ -284,10 +284,11 @@ def _repeated(context: RunContext, writer: TableWriter, record: Record, repeat: 
         batch = [queued for queued in batch if queued.source_id != record.source_id]
         writer.restore(record.source_id)
     narrows = narrows_access(writer.connection, writer.table, writer.source_system, record)
+    outcome = "the stored row is removed (these values grant less)" if narrows else "the stored row is kept"
     for _ in range(copies):
         _reject(context, writer, Reject(writer.table.name, f"{writer.table.name} source id {record.source_id}",
                                         f"source id {record.source_id} came more than once with different values: "
-                                        "none is applied, the stored row is kept", source_id=record.source_id,
+                                        f"none is applied, {outcome}", source_id=record.source_id,
                                         narrows=narrows))
     return batch
 
