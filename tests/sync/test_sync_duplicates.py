@@ -7,7 +7,7 @@ import sqlite3
 import tracemalloc
 from pathlib import Path
 
-from gateway.replica.records import StudentRecord
+from gateway.replica.records import KeyChange, StudentRecord
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry
@@ -160,3 +160,17 @@ def test_a_full_sql_source_may_reverse_a_parent_link_without_a_loop(instance: Se
     assert result.counts["schools"].rejected == 0
     assert rows(settings, "SELECT source_id, parent_source_id FROM schools ORDER BY 1") == [("A", None), ("D", "A")]
 
+
+
+def test_a_conflicting_duplicate_under_a_changed_key_keeps_the_moved_row_and_its_stored_values(instance: Settings) -> None:
+    settings = dataclasses.replace(instance, sync=dataclasses.replace(instance.sync, batch_size=1))
+
+    def kid(source_id: str, family: str) -> StudentRecord:
+        return StudentRecord(source_id=source_id, given_name="Kid", family_name=family)
+
+    assert run_sync(settings, Listed({"students": [kid("OLD", "Stored")]}), "full").status == "succeeded"
+    (row_id,) = rows(settings, "SELECT id FROM students WHERE source_id = 'OLD'")
+    moved = Listed({"students": [KeyChange("students", "OLD", "NEW"), kid("NEW", "First"), kid("NEW", "Second")]})  # type: ignore[list-item]
+    result = run_sync(settings, moved, "incremental")
+    assert rows(settings, "SELECT id, source_id, family_name FROM students") == [(row_id[0], "NEW", "Stored")]
+    assert result.counts["students"].rejected == 2 and result.counts["students"].deleted == 0
