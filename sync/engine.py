@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,8 @@ from connectors.base import Connector, StreamSpec
 from sync import cursors, resource_ids
 from sync import findings as run_findings
 from sync.duplicates import Seen, StreamIds, org_loops
-from sync.quarantine import narrows_access
+from sync.quarantine import narrows as narrows_values
+from sync.quarantine import narrows_access, stored_row
 from sync.apply import Sanitizer, TableCounts, TableWriter, table_named
 from sync.locks import Lease, sync_lock_name
 
@@ -277,13 +278,17 @@ def _repeated(context: RunContext, writer: TableWriter, record: Record, repeat: 
     if repeat is Seen.IDENTICAL:
         counts["identical"] += 1
         return batch
-    copies = 1
+    copies, first = 1, None
     if repeat is Seen.CONFLICT:
         counts["conflicting"] += 1
         copies = 2  # the first copy is rejected with this one
+        first = _first_copy(writer, record.source_id, batch)
         batch = [queued for queued in batch if queued.source_id != record.source_id]
         writer.restore(record.source_id)
     narrows = narrows_access(writer.connection, writer.table, writer.source_system, record)
+    if first is not None and not narrows:  # either copy granting less fails closed, whichever came first
+        stored = stored_row(writer.connection, writer.table, writer.source_system, record.source_id)
+        narrows = stored is not None and narrows_values(writer.table.name, first, stored)
     outcome = "the stored row is removed (these values grant less)" if narrows else "the stored row is kept"
     for _ in range(copies):
         _reject(context, writer, Reject(writer.table.name, f"{writer.table.name} source id {record.source_id}",
@@ -291,6 +296,15 @@ def _repeated(context: RunContext, writer: TableWriter, record: Record, repeat: 
                                         f"none is applied, {outcome}", source_id=record.source_id,
                                         narrows=narrows))
     return batch
+
+
+def _first_copy(writer: TableWriter, source_id: str, batch: list[Record]) -> Mapping[str, Any] | None:
+    """The first copy's values, from the batch or as this run wrote them; None if it was not kept."""
+    queued = [record for record in batch if record.source_id == source_id]
+    if queued:
+        return queued[0].values()
+    written = stored_row(writer.connection, writer.table, writer.source_system, source_id)
+    return written if written is not None and written["sync_run_id"] == writer.run_id else None
 
 
 def _reject_org_loops(context: RunContext, writer: TableWriter, ids: StreamIds) -> None:

@@ -9,6 +9,7 @@ row instead; one that would widen access keeps the old, narrower row.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Table, select
@@ -19,16 +20,25 @@ from gateway.replica.records import EnrollmentRecord, Record, StudentGuardianRec
 def narrows_access(connection: Connection, table: Table, source_system: str, record: Record) -> bool:
     if not isinstance(record, StudentGuardianRecord | EnrollmentRecord):
         return False
-    stored = connection.execute(select(table).where(table.c.source_system == source_system,
-                                                    table.c.source_id == record.source_id)).mappings().first()
-    if stored is None:
-        return False
-    if isinstance(record, StudentGuardianRecord):
-        return ((stored["portal_access"] and not record.portal_access)
-                or _ends_sooner(record.end_date, stored["end_date"])
-                or _starts_later(record.start_date, stored["start_date"]))
-    return (_ends_sooner(record.exit_date, stored["exit_date"])
-            or _starts_later(record.entry_date, stored["entry_date"]))
+    stored = stored_row(connection, table, source_system, record.source_id)
+    return stored is not None and narrows(table.name, record.values(), stored)
+
+
+def stored_row(connection: Connection, table: Table, source_system: str, source_id: str) -> Mapping[str, Any] | None:
+    return connection.execute(select(table).where(table.c.source_system == source_system,
+                                                  table.c.source_id == source_id)).mappings().first()
+
+
+def narrows(table: str, new: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether ``new`` values grant less than the ``stored`` row (both plain columns here)."""
+    if table == "student_guardians":
+        return bool((stored["portal_access"] and not new["portal_access"])
+                    or _ends_sooner(new["end_date"], stored["end_date"])
+                    or _starts_later(new["start_date"], stored["start_date"]))
+    if table == "enrollments":
+        return (_ends_sooner(new["exit_date"], stored["exit_date"])
+                or _starts_later(new["entry_date"], stored["entry_date"]))
+    return False
 
 
 def _ends_sooner(new: dt.date | None, old: Any) -> bool:

@@ -7,14 +7,14 @@ import sqlite3
 import tracemalloc
 from pathlib import Path
 
-from gateway.replica.records import KeyChange, StudentRecord
+from gateway.replica.records import GuardianRecord, KeyChange, StudentRecord
 from gateway.settings import ConnectorSettings, Settings
 
 from connectors import registry
 from sync.duplicates import StreamIds
 from sync.engine import RunResult, run_sync
 
-from .test_sync_integrity import FIXTURES, Listed, rows, sync
+from .test_sync_integrity import FIXTURES, Listed, link, rows, sync
 
 KIDS_MAPPING = ('[streams.students]\ntable = "students"\ntables = ["kids"]\nquery = """'
                 "SELECT source_id, first AS given_name, last AS family_name FROM kids ORDER BY seq\"\"\"\n")
@@ -174,3 +174,17 @@ def test_a_conflicting_duplicate_under_a_changed_key_keeps_the_moved_row_and_its
     result = run_sync(settings, moved, "incremental")
     assert rows(settings, "SELECT id, source_id, family_name FROM students") == [(row_id[0], "NEW", "Stored")]
     assert result.counts["students"].rejected == 2 and result.counts["students"].deleted == 0
+
+
+def test_a_conflicting_link_fails_closed_when_either_copy_takes_access_away(instance: Settings) -> None:
+    settings = dataclasses.replace(instance, sync=dataclasses.replace(instance.sync, batch_size=1))
+    people = {"students": [StudentRecord(source_id=s, given_name="Kid", family_name=s) for s in ("S1", "S2")],
+              "guardians": [GuardianRecord(source_id="G1", given_name="Pat", family_name="G1")]}
+    granted = [link("S1:G1", True), link("S2:G1", True)]
+    assert run_sync(settings, Listed({**people, "student_guardians": granted}), "full").status == "succeeded"
+    # S1:G1: the revoking copy comes first (already written when the other arrives); S2:G1: it comes second.
+    conflicting = [link("S1:G1", False), link("S2:G1", True, "guardian"), link("S1:G1", True, "guardian"),
+                   link("S2:G1", False)]
+    result = run_sync(settings, Listed({**people, "student_guardians": conflicting}), "full")
+    assert rows(settings, "SELECT source_id FROM student_guardians") == []
+    assert result.findings["access_narrowed"]["count"] == 4
