@@ -25,8 +25,9 @@ def narrows_access(connection: Connection, table: Table, source_system: str, rec
 
 
 def stored_row(connection: Connection, table: Table, source_system: str, source_id: str) -> Mapping[str, Any] | None:
-    return connection.execute(select(table).where(table.c.source_system == source_system,
-                                                  table.c.source_id == source_id)).mappings().first()
+    row = connection.execute(select(table).where(table.c.source_system == source_system,
+                                                 table.c.source_id == source_id)).mappings().first()
+    return dict(row) if row is not None else None
 
 
 def narrows(table: str, new: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
