@@ -57,7 +57,8 @@ class ActionForm(FlaskForm):  # type: ignore[misc]
 def staff_home() -> ResponseReturnValue:
     portal, replica = db.portal(), db.replica()
     ring = context.keys().blind_index
-    pending = [(a, applications.candidates(replica, context.cipher(), a), applications.denial_of(portal, replica, ring, a))
+    pending = [(a, applications.with_denials(portal, replica, applications.candidates(replica, context.cipher(), a)),
+                applications.denial_of(portal, replica, ring, a))
                for a in applications.pending(portal)]
     reports = portal.scalars(select(SecurityReport).where(SecurityReport.status != "resolved")
                              .order_by(SecurityReport.created_at)).all()

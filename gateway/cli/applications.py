@@ -41,11 +41,12 @@ def list_command(ctx: Context, as_json: bool) -> None:
     with Session(create_rw_engine(settings.portal.url)) as portal, Session(create_ro_engine(settings.replica.url)) as replica:
         report: list[dict[str, Any]] = [{"id": a.id, "applicant": f"{a.given_name} {a.family_name}", "relationship": a.relationship,
                    "student_number": a.student_number, "denied": service.denial_of(portal, replica, ring, a) is not None,
-                   "candidates": [c.__dict__ for c in service.candidates(replica, cipher, a)]} for a in service.pending(portal)]
+                   "candidates": [c.__dict__ for c in service.with_denials(portal, replica, service.candidates(replica, cipher, a))]} for a in service.pending(portal)]
     emit(as_json, {"applications": report}, "\n".join(
         f"{a['id']:>4}  {a['applicant']:<28} {a['relationship']:<12} student {a['student_number']}: "
         + ("DENIED AS A SECURITY RISK, cannot be approved; " if a["denied"] else "")
-        + (", ".join(f"{c['name']} (guardian {c['guardian_source_id']}{'' if c['portal_access'] else ', no portal access'})"
+        + (", ".join(f"{c['name']} (guardian {c['guardian_source_id']}{'' if c['portal_access'] else ', no portal access'}"
+                     f"{', DENIED AS A SECURITY RISK' if c['denied'] else ''})"
                      for c in a["candidates"]) or "no match in the SIS") for a in report) or "no pending applications")
 
 

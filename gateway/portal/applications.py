@@ -8,6 +8,7 @@ holds for that guardian (or into a printed letter), never to the address typed i
 from __future__ import annotations
 
 import datetime as dt
+import dataclasses
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -43,6 +44,7 @@ class Candidate:
     relationship: str | None
     portal_access: bool
     has_email: bool
+    denied: bool = False  # the one denial rule names this guardian: approving for them is refused
 
 
 def submit(session: Session, settings: Settings, cipher: FieldCipher, index_ring: KeyRing, ip: str, *,
@@ -90,6 +92,13 @@ def candidates(replica: Session, cipher: FieldCipher, application: Application) 
 class Approval:
     code: str
     emailed_to_sis_address: bool
+
+
+def with_denials(session: Session, replica: Session, found: list[Candidate]) -> list[Candidate]:
+    """The candidates, each flagged if a denial in force names that guardian, so staff see a
+    denied person who applied under a fresh address before they try to approve."""
+    return [dataclasses.replace(c, denied=denials.is_denied(session, denials.of_guardian(
+        replica, c.source_system, c.guardian_source_id))) for c in found]
 
 
 def denial_of(session: Session, replica: Session, index_ring: KeyRing, application: Application) -> Denial | None:

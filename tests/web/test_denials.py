@@ -166,6 +166,27 @@ def test_an_application_typed_with_a_denied_guardians_sis_email_is_flagged(distr
     assert [a["denied"] for a in listed["applications"]] == [True]
 
 
+def test_a_denied_guardian_applying_under_a_fresh_address_is_flagged_beside_their_name(
+    district_app: Flask, district: tuple[Settings, DemoSummary], cli: CliRunner,
+) -> None:
+    """Attack review of issue 13, F9: the address typed names nobody, but the SIS guardian the
+    application matches is denied; staff see it beside that guardian, with no approve button."""
+    settings, summary = district
+    case = summary.cases["transfer"]
+    deny(cli, settings, "--guardian", str(case["contact_id"]))
+    number, born = student_facts(settings, case["pupil_id"])
+    assert apply(district_app, number, born, "a.fresh.address@example.org")[0] == 200
+    with portal_session(settings) as session:
+        application = session.scalars(select(Application.id)).one()
+    staff = staff_client(district_app, settings, "apps.desk3", "staff")[0]
+    card = staff.get("/staff").get_data(as_text=True).split(f'id="application-{application}"')[1].split("</div>")[0]
+    assert "Denied as a security risk" in card
+    assert f"/staff/applications/{application}/approve/{case['contact_id']}" not in card
+    listed = json.loads(cli.invoke(main, ["--config", str(settings.config_path), "applications", "list", "--json"]).output)
+    (entry,) = listed["applications"]
+    assert {c["guardian_source_id"]: c["denied"] for c in entry["candidates"]}[str(case["contact_id"])] is True
+
+
 # --- staff and denials that hold a higher role's account (attack review of issue 13, F3) --------
 
 def test_staff_cannot_lift_an_email_denial_that_covers_an_it_account(district_app: Flask,
