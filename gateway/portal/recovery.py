@@ -44,11 +44,11 @@ def request_reset(session: Session, settings: Settings, identifier: str, ip: str
         _revoke_outstanding(session, user.id)
         session.add(RecoveryToken(user_id=user.id, token_hash=token_hash(token),
                                   expires_at=utcnow() + dt.timedelta(minutes=minutes)))
-        mail.send(settings, [user.email], f"{settings.district.name} portal: reset your password",
-                  f"Someone asked to reset the password of the portal account {user.username}.\n\n"
-                  f"To choose a new password, open this link within {minutes} minutes:\n\n"
-                  f"    {settings.web.public_url.rstrip('/')}/reset?token={token}\n\n"
-                  "If it was not you, ignore this message; your password stays as it is.\n")
+        mail.send_in_background(settings, [user.email], f"{settings.district.name} portal: reset your password",
+                                f"Someone asked to reset the password of the portal account {user.username}.\n\n"
+                                f"To choose a new password, open this link within {minutes} minutes:\n\n"
+                                f"    {settings.web.public_url.rstrip('/')}/reset?token={token}\n\n"
+                                "If it was not you, ignore this message; your password stays as it is.\n")
     return GENERIC_ANSWER
 
 
@@ -59,8 +59,8 @@ def request_reminder(session: Session, settings: Settings, email: str, ip: str) 
     users = session.scalars(select(User).where(func.lower(User.email) == email.strip().lower(), User.disabled_at.is_(None))).all()
     if users:
         names = "\n".join(f"    {user.username}" for user in users)
-        mail.send(settings, [users[0].email or email], f"{settings.district.name} portal: your username",
-                  f"The portal accounts for this email address:\n\n{names}\n\nSign in at {settings.web.public_url}.\n")
+        mail.send_in_background(settings, [users[0].email or email], f"{settings.district.name} portal: your username",
+                                f"The portal accounts for this email address:\n\n{names}\n\nSign in at {settings.web.public_url}.\n")
     return GENERIC_ANSWER
 
 

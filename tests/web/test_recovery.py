@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import email
 import re
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -118,3 +123,33 @@ def test_a_completed_reset_revokes_every_other_outstanding_link_of_the_account(
     client = district_app.test_client()
     assert client.post(link, data={"csrf_token": csrf(client, link), "password": NEW}).status_code == 302
     assert district_app.test_client().get("/reset?token=an-outstanding-older-link").status_code == 404
+
+
+def test_forgot_password_takes_as_long_for_an_unknown_name_as_for_a_known_one(
+        parent_client: Callable[[str, str], FlaskClient], district_app: Flask, district: tuple[Settings, DemoSummary],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In SMTP mode a mail conversation takes tenths of a second; it must not happen inside the
+    request, or the answer's time says whether the name exists. Stand-in for a slow server:
+    mail.send takes 0.4 s and notes the thread it ran on."""
+    from gateway import mail
+    parent_client("transfer", "known.parent")
+    monkeypatch.setitem(district_app.config, "GATEWAY_SETTINGS",
+                        replace(district[0], mail=replace(district[0].mail, mode="smtp", smtp_host="127.0.0.1")))
+    sent_on: list[threading.Thread] = []
+
+    def slow_send(*args: object, **kwargs: object) -> None:
+        sent_on.append(threading.current_thread())
+        time.sleep(0.4)
+    monkeypatch.setattr(mail, "send", slow_send)
+
+    def timed(name: str) -> float:
+        client = district_app.test_client()
+        token = csrf(client, "/forgot-password")
+        start = time.perf_counter()
+        client.post("/forgot-password", data={"csrf_token": token, "identifier": name})
+        return time.perf_counter() - start
+    known, unknown = timed("known.parent"), timed("nobody.by.this.name")
+    time.sleep(0.1)  # the background sender has started by now
+    assert len(sent_on) == 1, "the known name's reset mail was not sent"
+    assert sent_on[0] is not threading.current_thread(), "the mail was sent inside the request"
+    assert abs(known - unknown) < 0.3, f"known {known:.2f}s vs unknown {unknown:.2f}s"
