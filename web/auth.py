@@ -7,7 +7,6 @@ password change, "sign out everywhere" or a denial.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -291,15 +290,12 @@ def _try_activate(form: ActivateForm) -> str | None:
     settings, portal = context.settings(), db.portal()
     ip = context.client_ip()
     now = utcnow()
-    if accounts.locked_until(portal, "code_ip", ip, now):
+    if activation.attempts_locked(portal, ip, now):
         return _("Too many codes were tried from here. Try again later, or ask your school for help.")
     try:
         return _redeem(form)
     except (activation.CodeRefused, accounts.AccountError) as refused:
-        if isinstance(refused, activation.CodeRefused) and refused.reason in ("unknown", "malformed"):
-            sec = settings.security
-            accounts.record_failure(portal, "code_ip", ip, now, sec.code_max_attempts,
-                                    timedelta(minutes=sec.code_window_minutes), timedelta(minutes=sec.code_window_minutes))
+        activation.count_refused_attempt(portal, settings, ip, now)
         portal.commit()
         context.record("activation.refused", reason=getattr(refused, "reason", "account"))
         return _code_message(refused) if isinstance(refused, activation.CodeRefused) else str(refused)

@@ -145,6 +145,20 @@ def check(session: Session, text: str, now: dt.datetime | None = None) -> Activa
     return row
 
 
+def attempts_locked(session: Session, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """Until when this address may try no codes (None: it may)."""
+    return accounts.locked_until(session, "code_ip", ip, now)
+
+
+def count_refused_attempt(session: Session, settings: Settings, ip: str, now: dt.datetime) -> None:
+    """Count a refused attempt against the address, whatever the reason: a wrong code, but
+    also a taken username or a weak password on a good one. A refused claim leaves a good
+    code unused, so without this one code would answer "is this name taken?" without end."""
+    sec = settings.security
+    window = dt.timedelta(minutes=sec.code_window_minutes)
+    accounts.record_failure(session, "code_ip", ip, now, sec.code_max_attempts, window, window)
+
+
 DENIED = "This code cannot be used. Contact the Student Accounting Department."
 
 

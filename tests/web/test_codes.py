@@ -21,7 +21,8 @@ from gateway.portal import activation
 from gateway.portal.models import ActivationCode, TerminationRequest, User
 from gateway.settings import Settings
 
-from .conftest import PASSWORD, accept_guidelines, activate, csrf, historic_code, issue_code, portal_session
+from .conftest import (PASSWORD, accept_guidelines, activate, csrf, historic_code, issue_code, portal_session,
+                       staff_client)
 
 RACERS = 6
 
@@ -114,6 +115,26 @@ def test_a_signed_in_parent_cannot_use_up_a_students_own_code(parent_client: Cal
     assert activate(student, code, "the.student").status_code == 302  # still the student's to use
     accept_guidelines(student)
     assert student.get(f"/students/sis/{pupil}/schedule").status_code == 200
+
+
+def test_one_valid_code_does_not_give_an_unthrottled_username_oracle(district_app: Flask,
+                                                                     district: tuple[Settings, DemoSummary]) -> None:
+    """Before redeeming their own code, a parent could ask /activate about any username: a taken
+    name answers 'taken' and rolls the claim back, so the code stays good for the next probe.
+    Every refused attempt counts toward the address's limit, so after code_max_attempts the
+    probes are refused without a word about the name."""
+    settings, summary = district
+    staff_client(district_app, settings, "target.admin", "admin")
+    info = summary.cases["transfer"]
+    code = issue_code(settings, "guardian", info["pupil_id"], info["contact_id"])
+    client = district_app.test_client()
+    answers = [activate(client, code, "target.admin").get_data(as_text=True)
+               for _ in range(settings.security.code_max_attempts + 3)]
+    assert "taken" in answers[0]  # the first answer says so, as any refusal of a taken name must
+    assert "taken" not in answers[-1], f"probe {len(answers)} still answers whether the name exists"
+    assert "Too many codes were tried from here" in answers[-1]
+    with portal_session(settings) as session:
+        assert session.scalars(select(ActivationCode.used_at)).all() == [None]  # the family's code still works
 
 
 @pytest.mark.parametrize("where", ["district", "pg_district"])
