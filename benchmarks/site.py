@@ -138,7 +138,7 @@ def create_parents(settings: Settings, source: Path, count: int) -> list[tuple[s
                                display_name=f"Parent {contact}", source_system="sis", guardian_source_id=str(contact))
             for pupil in pupils:
                 code = activation.issue(session, replica, settings, "guardian", "sis", str(pupil), str(contact))
-                activation.redeem_for(session, replica, ring, code.code, user)
+                activation.redeem_for(session, replica, settings, ring, code.code, user)
             session.execute(update(UserStudent).where(UserStudent.user_id == user.id).values(activated_at=LONG_AGO))
             guidelines.accept(session, user.id, version.id)
             logins.append((username, password))

@@ -184,6 +184,8 @@ def _code_message(refused: activation.CodeRefused) -> str:
                             "Each parent activates with their own letter."),
         "other_student": _("That code is a student's own Student Portal code; only that student can use it."),
         "gone": _("The school's records no longer hold the person this code was written for. Contact your school."),
+        "not_in_force": _("The school's records no longer give this code's parent or guardian portal access to the student. "
+                          "Contact your school."),
     }
     return messages.get(refused.reason, str(refused))
 
@@ -304,7 +306,7 @@ def _try_activate(form: ActivateForm) -> str | None:
 def _redeem(form: ActivateForm) -> str | None:
     settings, portal, replica, ring = context.settings(), db.portal(), db.replica(), context.keys().blind_index
     if current_user.is_authenticated:
-        link = activation.redeem_for(portal, replica, ring, form.code.data, context.user())
+        link = activation.redeem_for(portal, replica, settings, ring, form.code.data, context.user())
         user = context.user()
     else:
         if not form.responsibilities.data:

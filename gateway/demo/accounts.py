@@ -130,7 +130,7 @@ def _activated_before(session: Session, services: Services, login: Login, pupil:
 def _add_child(session: Session, services: Services, login: Login, pupil: str, contact: str) -> None:
     user = session.scalars(select(User).where(User.username == login.username)).one()
     code = activation.issue(session, services.replica, services.settings, "guardian", services.source_system, pupil, contact)
-    activation.redeem_for(session, services.replica, services.index_ring, code.code, user)
+    activation.redeem_for(session, services.replica, services.settings, services.index_ring, code.code, user)
     session.execute(update(UserStudent).where(UserStudent.user_id == user.id).values(activated_at=LONG_AGO))
     login.students.append(pupil)
 

@@ -4,8 +4,8 @@ A code is 80 random bits written as 16 characters of Crockford's base32 in four 
 (``7KQ2-M9XW-3DHF-RT6P``): easy to type, with no I, L, O or U to misread. Only its SHA-256
 is stored. It is single use, expires, and is tied to one guardian-student link (or one
 student, for the Student Portal), and issued only for a link the SIS has, in force, with
-portal access. A reissue revokes the link's earlier codes. A person denied as a security
-risk gets none and cannot redeem one. Redeeming is one conditional update, so of parallel
+portal access; it redeems only while that still holds. A reissue revokes the link's earlier
+codes. A person denied as a security risk gets none and cannot redeem one. Redeeming is one conditional update, so of parallel
 requests with one code exactly one creates an account.
 """
 
@@ -162,11 +162,13 @@ def count_refused_attempt(session: Session, settings: Settings, ip: str, now: dt
 DENIED = "This code cannot be used. Contact the Student Accounting Department."
 
 
-def redeem_for(session: Session, replica: Session, index_ring: KeyRing, text: str, user: User) -> UserStudent:
+def redeem_for(session: Session, replica: Session, settings: Settings, index_ring: KeyRing, text: str,
+               user: User) -> UserStudent:
     """A signed-in account adds the code's student: a parent only with its own guardian's
     code, a student only with its own Student Portal code."""
     code = check(session, text)
     _refuse_denied(session, replica, index_ring, code, user)
+    _refuse_out_of_force(session, replica, settings, code)
     if code.purpose == "guardian" and (user.role, user.source_system, user.guardian_source_id) != (
             "parent", code.source_system, code.guardian_source_id):
         raise CodeRefused("other_guardian", "That code was sent to another parent or guardian of the student. "
@@ -185,6 +187,7 @@ def redeem_new_account(session: Session, replica: Session, settings: Settings, i
     code is for (the guardian; for a Student Portal code, the student)."""
     code = check(session, text)
     _refuse_denied(session, replica, index_ring, code, None)
+    _refuse_out_of_force(session, replica, settings, code)
     name, email = _named_from_sis(replica, cipher, code)
     # The claim comes first: of parallel requests with one code, one wins the conditional
     # update and the others stop before creating anything. A refused account (a taken name,
@@ -205,6 +208,24 @@ def _refuse_denied(session: Session, replica: Session, index_ring: KeyRing, code
     if (person is not None and denials.is_denied(session, person)) or \
             (user is not None and denials.user_denied(session, replica, index_ring, user)):
         raise CodeRefused("denied", DENIED)
+
+
+NOT_IN_FORCE = ("The school's records no longer give this code's parent or guardian portal access to the student. "
+                "Contact your school.")
+
+
+def _refuse_out_of_force(session: Session, replica: Session, settings: Settings, code: ActivationCode) -> None:
+    """The rule a code was issued under holds at redemption too: a link the SIS still has, in
+    force today, with portal access (a Student Portal code: a student the SIS still has). A
+    code issued before the link ended makes no account and stays unused."""
+    if why_not_issuable(session, replica, settings, code.purpose, code.source_system, code.student_source_id,
+                        code.guardian_source_id) is None:
+        return
+    if code.purpose == "student" or replica.scalar(select(Guardian.id).where(
+            Guardian.source_system == code.source_system, Guardian.source_id == code.guardian_source_id)) is None:
+        raise CodeRefused("gone", "The school's records no longer hold the person this code was written for. "
+                                  "Contact your school.")
+    raise CodeRefused("not_in_force", NOT_IN_FORCE)
 
 
 def _named_from_sis(replica: Session, cipher: FieldCipher, code: ActivationCode) -> tuple[str, str | None]:

@@ -92,6 +92,25 @@ def historic_code(settings: Settings, pupil: int, contact: int) -> str:
     return code
 
 
+def activated_in_2024(client: FlaskClient, settings: Settings, pupil: int, contact: int, username: str) -> Any:
+    """A parent who redeemed a code in 2024, while the link was in force with portal access;
+    the SIS has since ended it, so no code would redeem today. The account, the used code and
+    the activation are written as redeeming wrote them then; the client signs in."""
+    from gateway.portal.accounts import create_user
+
+    code = historic_code(settings, pupil, contact)
+    moment = dt.datetime(2024, 8, 1, 12, tzinfo=dt.timezone.utc)
+    with portal_session(settings) as session:
+        row = session.scalars(select(ActivationCode).where(ActivationCode.code_hash == activation.code_hash(code))).one()
+        user = create_user(session, settings, username=username, password=PASSWORD, role="parent",
+                           display_name=f"Parent {contact}", source_system="sis", guardian_source_id=str(contact))
+        row.used_at, row.used_by_id = moment, user.id
+        session.add(UserStudent(user_id=user.id, source_system="sis", student_source_id=str(pupil),
+                                activation_code_id=row.id, activated_at=moment))
+        session.commit()
+    return login(client, username)
+
+
 def csrf(client: FlaskClient, path: str) -> str:
     page = client.get(path).get_data(as_text=True)
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"', page)

@@ -12,13 +12,15 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from gateway.cli import main
 from gateway.db import create_rw_engine
 from gateway.demo.sis import DemoSummary
 from gateway.portal import activation
 from gateway.portal.models import ActivationCode, TerminationRequest, User
+from gateway.replica.tables import StudentGuardian
 from gateway.settings import Settings
 
 from .conftest import (PASSWORD, accept_guidelines, activate, csrf, historic_code, issue_code, portal_session,
@@ -135,6 +137,47 @@ def test_one_valid_code_does_not_give_an_unthrottled_username_oracle(district_ap
     assert "Too many codes were tried from here" in answers[-1]
     with portal_session(settings) as session:
         assert session.scalars(select(ActivationCode.used_at)).all() == [None]  # the family's code still works
+
+
+@pytest.mark.parametrize("change", [{"end_date": dt.date(2026, 1, 31)}, {"portal_access": False}],
+                         ids=["link ended", "portal access withdrawn"])
+def test_a_code_issued_before_the_link_ended_makes_no_account_and_stays_unused(
+        district_app: Flask, district: tuple[Settings, DemoSummary], change: dict[str, object]) -> None:
+    """Redeeming applies the rule a code is issued under: the link the SIS has, in force today,
+    with portal access. A letter printed before the SIS ended the link opens nothing."""
+    settings, summary = district
+    info = summary.cases["transfer"]
+    code = issue_code(settings, "guardian", info["pupil_id"], info["contact_id"])
+    with Session(create_rw_engine(settings.replica.url)) as replica:
+        replica.execute(update(StudentGuardian).where(StudentGuardian.student_source_id == str(info["pupil_id"]),
+                                                      StudentGuardian.guardian_source_id == str(info["contact_id"]))
+                        .values(**change))
+        replica.commit()
+    response = activate(district_app.test_client(), code, "link.ended")
+    assert response.status_code == 400
+    assert "no longer give this code&#39;s parent or guardian portal access to the student" in response.get_data(as_text=True)
+    with portal_session(settings) as session:
+        assert session.scalars(select(User).where(User.username == "link.ended")).first() is None
+        assert session.scalars(select(ActivationCode.used_at)).all() == [None]
+
+
+def test_a_signed_in_parent_cannot_add_a_child_whose_link_ended_after_the_code_was_issued(
+        parent_client: Callable[[str, str], FlaskClient], district: tuple[Settings, DemoSummary]) -> None:
+    settings, summary = district
+    client = parent_client("siblings", "sibling.parent")
+    older = summary.cases["siblings_older"]
+    code = issue_code(settings, "guardian", older["pupil_id"], older["contact_id"])
+    with Session(create_rw_engine(settings.replica.url)) as replica:
+        replica.execute(update(StudentGuardian).where(StudentGuardian.student_source_id == str(older["pupil_id"]),
+                                                      StudentGuardian.guardian_source_id == str(older["contact_id"]))
+                        .values(end_date=dt.date(2026, 1, 31)))
+        replica.commit()
+    token = csrf(client, "/activate")
+    response = client.post("/activate", data={"csrf_token": token, "code": code})
+    assert "no longer give this code&#39;s parent or guardian portal access to the student" in response.get_data(as_text=True)
+    with portal_session(settings) as session:
+        assert session.scalars(select(ActivationCode.used_at).where(
+            ActivationCode.student_source_id == str(older["pupil_id"]))).all() == [None]
 
 
 @pytest.mark.parametrize("where", ["district", "pg_district"])

@@ -14,7 +14,7 @@ from gateway.portal.models import AuditEntry
 from gateway.replica.tables import School, Student
 from gateway.settings import Settings
 
-from .conftest import accept_guidelines, activate, historic_code, portal_session, set_activation_date
+from .conftest import accept_guidelines, activated_in_2024, portal_session, set_activation_date
 
 
 def replica_facts(settings: Settings, pupil: int) -> tuple[str, str, str]:
@@ -30,7 +30,7 @@ def test_a_refused_child_is_named_with_the_reason_and_without_school_or_grade(di
     settings, summary = district
     info = summary.cases["link_not_in_force"]  # the parent's rights ended; the child goes on at school
     client = district_app.test_client()
-    assert activate(client, historic_code(settings, info["pupil_id"], info["contact_id"]), "rights.ended").status_code == 302
+    assert activated_in_2024(client, settings, info["pupil_id"], info["contact_id"], "rights.ended").status_code == 302
     accept_guidelines(client)
     set_activation_date(settings, "rights.ended", dt.date(2024, 8, 1))
     name, school, grade = replica_facts(settings, info["pupil_id"])
