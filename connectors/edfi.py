@@ -18,6 +18,11 @@ items received must add up to ``Total-Count``. Incremental runs read every resou
 available at the start of the run (one bound for the whole run), optionally under
 ``Use-Snapshot``; each record carries that newest version, so the integer cursor moves to
 it with the published run. ``/keyChanges`` become ``KeyChange`` items (the row moves).
+
+Resources that decide access (``REQUIRED_STREAMS``) must be readable or the run fails;
+any other resource a profile or data standard leaves out (404, or 403) is skipped with a
+warning of the run. A student's school and grade come from their latest school
+association, so a student whose association alone changed is read again and re-sent.
 """
 
 from __future__ import annotations
@@ -186,6 +191,10 @@ class NotExposed(ProviderError):
     """A 404 for a whole resource: the API's profile or data standard version does not expose it."""
 
 
+class NotPermitted(ProviderError):
+    """A 401 or 403 for a resource: this client's claim set (or its API profile) may not read it."""
+
+
 class EdFiApi:
     """The ODS/API's version document, change versions and complete listings, each read once per run."""
 
@@ -279,6 +288,22 @@ class EdFiApi:
                 raise
         return iter(self._listings[key])
 
+    def exposed(self, resource: str) -> str | None:
+        """Why this client cannot read ``resource`` (a 404, or a 403 from its profile), or None if it can."""
+        url = f"{self.data_url}ed-fi/{resource}"
+        try:
+            self._get(url, {"limit": 1, "offset": 0}, resource)
+        except NotExposed:
+            return "not found (404)"
+        except NotPermitted as exc:
+            return exc.problem
+        return None
+
+    def find(self, resource: str, query: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The items whose fields equal ``query`` (a key lookup: the ODS/API filters a collection by its fields)."""
+        url = f"{self.data_url}ed-fi/{resource}"
+        return self._items(self._get(url, {**query, "limit": self.page_size, "offset": 0}, resource), url, resource)
+
     def close(self) -> None:
         self._listings.clear()
         self._newest = None
@@ -351,7 +376,7 @@ class EdFiApi:
             raise NotExposed(self.name, url, f"{what} is not found (404)",
                                 "the API's profile or data standard may not expose it; check base_url and school_year")
         if response.status_code in (401, 403):
-            raise ProviderError(self.name, url, f"not allowed to read {what} ({response.status_code})",
+            raise NotPermitted(self.name, url, f"not allowed to read {what} ({response.status_code})",
                                 "ask the API's operator to give this client's claim set read access to it")
         if response.status_code >= 400:
             raise ProviderError(self.name, url, f"answered {response.status_code}",
@@ -391,6 +416,11 @@ STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "term_grades": ("term_grades", ("grades",)),
     "attendance": ("attendance", ("studentSchoolAttendanceEvents", "studentSectionAttendanceEvents")),
 }
+# The streams that decide who may see which student (schools, students, guardians, their links,
+# enrolments): an API that will not give them fails the run. Every other stream is optional:
+# a profile or data standard without it (a 404, or a 403 from the profile) skips it with a warning.
+REQUIRED_STREAMS = frozenset({"schools", "students", "guardians", "student_guardians", "enrollments"})
+LOOKUP_LIMIT = 25  # more students than this to re-read one by one: read the students listing once instead
 OLD_NAMES = {"contacts": "parents", "studentContactAssociations": "studentParentAssociations"}
 USED = {  # the fields each resource's mapping reads (after flattening references); any other is reported
     "localEducationAgencies": "localEducationAgencyId nameOfInstitution",
@@ -432,13 +462,34 @@ class EdFiConnector:
         self.resource_ids: dict[tuple[str, str], str] = {}  # (resource, server id) -> natural key
         self._unmapped: dict[str, Counter[str]] = {}
         self._schools_of: dict[str, tuple[str, str | None]] | None = None
+        self._unreadable: dict[str, str | None] = {}  # optional resource -> why this client cannot read it
 
     @property
     def streams(self) -> tuple[StreamSpec, ...]:
         # Every stream is incremental by change version, with /deletes for what went: no stream
         # needs a full listing each run to see deletions.
         incremental = self.api.change_queries  # else each run reads everything, and what vanished is deleted
-        return tuple(StreamSpec(name=name, table=table, incremental=incremental) for name, (table, _) in STREAMS.items())
+        # A skipped stream is left out, not listed empty: the engine then keeps its rows and cursor as they are.
+        return tuple(StreamSpec(name=name, table=table, incremental=incremental)
+                     for name, (table, _) in STREAMS.items() if self._readable(name))
+
+    def _readable(self, stream: str) -> bool:
+        """Whether an optional stream has a resource this client may read; each one skipped is a warning of the run."""
+        if stream in REQUIRED_STREAMS:
+            return True
+        resources = [self.resource(path) for path in STREAMS[stream][1]]
+        fresh = [r for r in resources if r not in self._unreadable]
+        for resource in fresh:
+            self._unreadable[resource] = self.api.exposed(resource)
+        readable = [r for r in resources if self._unreadable[r] is None]
+        for resource in fresh:
+            if self._unreadable[resource] is not None:
+                effect = (f"the {stream} stream reads {', '.join(readable)} only" if readable else
+                          f"the {stream} stream is skipped (its rows in the replica stay as they were)")
+                self.api.warnings.add(f"the API gives this client no {resource} ({self._unreadable[resource]}): "
+                                      f"{effect}; if the district keeps {resource}, ask the API's operator to add it "
+                                      "to this client's profile and claim set")
+        return bool(readable)
 
     def resource(self, path: str) -> str:
         return path if self.api.contacts else OLD_NAMES.get(path, path)
@@ -450,12 +501,15 @@ class EdFiConnector:
         table, resources = STREAMS[stream]
         newest = self.api.newest_change_version()
         build = getattr(self, f"_{stream}")
+        sent: set[str] = set()
         for path in resources:
             resource = self.resource(path)
+            if self._unreadable.get(resource):
+                continue  # an optional resource this client cannot read: warned of in streams
             if since is not None:
                 yield from self._key_changes(stream, resource, since, newest)
             seen: Counter[str] = Counter()
-            for number, item in enumerate(self.api.items(resource, since), start=1):
+            for number, item in enumerate(self._listing(stream, resource, since), start=1):
                 flat = flatten(item)
                 seen.update(self._unused(path, item))
                 position = f"GET {resource} item {number}"
@@ -464,6 +518,7 @@ class EdFiConnector:
                     if any(isinstance(v, str) and "\x00" in v for v in flat.values()):
                         raise ValueError(convert.NUL_REFUSED)
                     for record in build(flat, path):
+                        sent.add(record.source_id)
                         yield _stamped(record, newest)
                 except ValueError as exc:  # with its source id when known: its stored row is kept, not deleted
                     yield Reject(table, position, str(exc), payload_hash(sorted(map(str, flat.items()))),
@@ -472,6 +527,57 @@ class EdFiConnector:
                 self._unmapped.setdefault(stream, Counter()).update(seen)
             if since is not None:
                 yield from self._deletes(stream, resource, since, newest)
+        if stream == "students" and since is not None:
+            yield from self._moved_students(since, newest, sent)
+
+    def _listing(self, stream: str, resource: str, since: int | None) -> Iterator[Mapping[str, Any]]:
+        """The resource's items; a required resource the API will not give fails the run saying what to ask for."""
+        try:
+            return self.api.items(resource, since)
+        except (NotExposed, NotPermitted) as exc:
+            if stream not in REQUIRED_STREAMS:
+                raise
+            raise ProviderError(self.name, exc.url, exc.problem,
+                                f"{resource} is required: it decides who may see which student. Check base_url and "
+                                "school_year, and ask the API's operator to give this client's profile and claim set "
+                                f"read access to {resource}") from None
+
+    def _moved_students(self, since: int, newest: int | None, sent: set[str]) -> Iterator[Item]:
+        """Students whose school association changed (not the student): sent again with the school and grade it gives."""
+        changed = self._students_with_changed_schools(since) - sent
+        if not changed:
+            return
+        if len(changed) > LOOKUP_LIMIT:
+            items: list[Mapping[str, Any]] = [i for i in self.api.items("students", None)
+                                              if str(flatten(i).get("studentUniqueId")) in changed]
+        else:
+            items = [i for student in sorted(changed) for i in self.api.find("students", {"studentUniqueId": student})]
+        for number, item in enumerate(items, start=1):
+            flat = flatten(item)
+            try:
+                self._learn("students", "students", item, flat)
+                for record in self._students(flat, "students"):
+                    yield _stamped(record, newest)
+            except ValueError as exc:
+                yield Reject("students", f"GET students (school association changed) item {number}", str(exc),
+                             payload_hash(sorted(map(str, flat.items()))), self._known_id("students", "students", flat))
+
+    def _students_with_changed_schools(self, since: int) -> set[str]:
+        """Students named by a studentSchoolAssociation changed, moved or deleted after ``since``."""
+        resource = "studentSchoolAssociations"
+        students = {str(flatten(i).get("studentUniqueId") or "") for i in self.api.items(resource, since)}
+        for item in self.api.items(resource, since, "/deletes"):
+            key_values = item.get("keyValues")
+            if isinstance(key_values, dict) and key_values.get("studentUniqueId"):
+                students.add(str(key_values["studentUniqueId"]))
+            else:  # older APIs: the key this gateway saw it with, "student@school:entry date"
+                known = self.resource_ids.get((resource, str(item.get("id"))), "")
+                students.add(known.split("@", 1)[0])
+        for item in self.api.items(resource, since, "/keyChanges"):
+            for side in ("oldKeyValues", "newKeyValues"):
+                students.add(str(flatten(item.get(side) or {}).get("studentUniqueId") or ""))
+        students.discard("")
+        return students
 
     def unmapped_fields(self) -> Mapping[str, Counter[str]]:
         return self._unmapped
@@ -483,6 +589,7 @@ class EdFiConnector:
     def close(self) -> None:
         self.api.close()
         self._schools_of = None
+        self._unreadable.clear()
 
     # --- change queries ------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class EdFiState:
     change_queries: bool = True  # False: an operator turned change queries off (availableChangeVersions is 404)
     key_changes: bool = True  # False: an API version from before /keyChanges (404)
     year_route: int | None = None  # a year-specific deployment: /data/v3/{year}/..., a route template in the version document
+    forbidden: set[str] = field(default_factory=set)  # resources this client's profile refuses (403)
     change_version: int = 0
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # resource -> items with "_cv"
     deletes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -94,6 +95,9 @@ class EdFiState:
                     self.key_changes.setdefault(other, []).append(
                         {"id": candidate["id"], "changeVersion": self.change_version,
                          "oldKeyValues": before, "newKeyValues": key_values(other, moved)})
+
+PAGING_PARAMETERS = {"limit", "offset", "totalCount", "minChangeVersion", "maxChangeVersion", "pageToken", "pageSize",
+                     "number"}
 
 
 def page_token(offset: int) -> str:
@@ -147,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
         if not url.path.startswith(prefix):
             return self._send(404, {"message": "not found"})
         resource, _, kind = url.path.removeprefix(prefix).partition("/")
+        if resource in self.state.forbidden:
+            return self._send(403, {"message": "The API client's assigned claim set or profile does not allow it."})
         if (resource not in self.state.items and resource not in self.state.deletes) or (
                 kind == "keyChanges" and not self.state.key_changes):
             return self._send(404, {"message": f"The specified resource '{resource}' could not be found."})
@@ -172,8 +178,10 @@ class Handler(BaseHTTPRequestHandler):
                                                                for d in found]
         if kind == "keyChanges":
             return [k for k in self.state.key_changes.get(resource, []) if low <= k["changeVersion"] <= high]
+        # Any other parameter filters by a field's value, as the ODS/API does (e.g. ?studentUniqueId=604821).
+        fields = {n: v[0] for n, v in query.items() if n not in PAGING_PARAMETERS}
         return [{k: v for k, v in item.items() if k != "_cv"} for item in self.state.items.get(resource, [])
-                if low <= item["_cv"] <= high]
+                if low <= item["_cv"] <= high and all(str(key_values("", item).get(n)) == v for n, v in fields.items())]
 
     def _version(self) -> dict[str, Any]:
         year = "{schoolYearFromRoute}/" if self.state.year_route else ""

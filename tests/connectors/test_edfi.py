@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway.db import create_rw_engine
 from gateway.errors import ConfigError
 from gateway.replica.records import (
     AttendanceRecord, EnrollmentRecord, KeyChange, Record, Reject, StudentGuardianRecord, TermGradeRecord, Tombstone,
 )
-from gateway.replica.tables import ReplicaBase
+from gateway.replica.tables import ReplicaBase, SyncRun
 from gateway.security.keys import write_secret_file
 from gateway.settings import ConnectorSettings, Settings
 
@@ -241,10 +242,82 @@ def test_an_expired_token_is_renewed_once_and_the_read_goes_on(edfi: EdFiProvide
     assert len([r for r in edfi.state.requests if r[0] == "POST"]) == 2
 
 
-def test_a_resource_the_api_does_not_expose_is_named_with_what_to_check(edfi: EdFiProvider, instance: Settings) -> None:
-    del edfi.state.items["grades"]
-    with pytest.raises(ProviderError, match="grades is not found .404.*profile or data standard"):
-        list(connect(edfi, instance).iter_records("term_grades", None))
+def test_a_required_resource_the_api_does_not_expose_fails_naming_it_and_what_to_ask_for(
+    edfi: EdFiProvider, instance: Settings
+) -> None:
+    del edfi.state.items["studentSchoolAssociations"]
+    with pytest.raises(ProviderError, match="studentSchoolAssociations is not found .404.*studentSchoolAssociations is "
+                                            "required.*profile and claim set"):
+        list(connect(edfi, instance).iter_records("enrollments", None))
+    edfi.state.forbidden.add("contacts")
+    with pytest.raises(ProviderError, match="not allowed to read contacts .403.*contacts is required"):
+        list(connect(edfi, instance).iter_records("guardians", None))
+
+
+def test_an_optional_resource_the_api_does_not_expose_skips_its_stream_and_the_run_succeeds_saying_so(
+    edfi: EdFiProvider, instance: Settings
+) -> None:
+    from connectors import registry
+    from sync.engine import run_sync
+
+    del edfi.state.items["gradebookEntries"]  # e.g. an API profile without the gradebook
+    write_secret_file(instance.keys_dir / "source-state-ods", edfi.state.secret)
+    entry = entry_for(edfi)
+    settings = dataclasses.replace(instance, connectors=(entry,))
+    result = run_sync(settings, registry.build(entry, settings), "full")
+
+    assert result.status == "succeeded" and "assignments" not in result.counts
+    assert list(result.warnings) == ["the API gives this client no gradebookEntries (not found (404)): the "
+                               "assignments stream is skipped (its rows in the replica stay as they were); if the district "
+                               "keeps gradebookEntries, ask the API's operator to add it to this client's profile and "
+                               "claim set"]
+    assert set(replica_rows(settings, "students")) == {"604821", "604822"}
+    assert set(replica_rows(settings, "term_grades")) and set(replica_rows(settings, "attendance"))
+    engine = create_rw_engine(settings.replica.url)
+    with Session(engine) as session:
+        (run,) = session.scalars(select(SyncRun)).all()
+        assert run.warnings == list(result.warnings)  # kept with the run for the IT console
+    engine.dispose()
+
+
+def test_a_resource_refused_by_the_profile_skips_only_that_part_of_a_stream(edfi: EdFiProvider, instance: Settings) -> None:
+    edfi.state.forbidden.add("studentSectionAttendanceEvents")  # 403: the profile leaves it out
+    connector = connect(edfi, instance)
+    (school_day,) = everything(connector, ("attendance",))["attendance"]
+    assert isinstance(school_day, AttendanceRecord) and school_day.section_source_id is None
+    (warning,) = connector.warnings()
+    assert warning.startswith("the API gives this client no studentSectionAttendanceEvents (not allowed to read "
+                              "studentSectionAttendanceEvents (403)): the attendance stream reads "
+                              "studentSchoolAttendanceEvents only")
+
+
+def test_an_incremental_run_re_sends_a_student_whose_school_association_alone_changed(
+    edfi: EdFiProvider, instance: Settings
+) -> None:
+    from connectors import registry
+    from sync.engine import run_sync
+
+    write_secret_file(instance.keys_dir / "source-state-ods", edfi.state.secret)
+    entry = entry_for(edfi)
+    settings = dataclasses.replace(instance, connectors=(entry,))
+    run_sync(settings, registry.build(entry, settings), "incremental")
+    ben = replica_rows(settings, "students")["604822"]
+    assert ben["grade_level"] == "10"
+
+    edfi.state.put("schools", {"id": "sch-2", "schoolId": 255901044, "nameOfInstitution": "Grand Bend Middle School",
+                               "localEducationAgencyReference": {"localEducationAgencyId": 255901}})
+    association = edfi.state.find("studentSchoolAssociations", "ssa-2")
+    edfi.state.put("studentSchoolAssociations", {**association, "schoolReference": {"schoolId": 255901044},
+                                                 "entryGradeLevelDescriptor": "uri://ed-fi.org/GradeLevelDescriptor#Eleventh grade"})
+    second = run_sync(settings, registry.build(entry, settings), "incremental")
+
+    assert second.status == "succeeded"
+    assert (second.counts["students"].updated, second.counts["students"].unchanged) == (1, 0)  # Ana is not re-sent
+    moved = replica_rows(settings, "students")["604822"]
+    schools = {row["id"]: source_id for source_id, row in replica_rows(settings, "schools").items()}
+    assert (moved["id"], moved["grade_level"], moved["school_source_id"], schools[moved["school_id"]]) == (
+        ben["id"], "11", "255901044", "255901044")
+    assert [q["studentUniqueId"] for _, q, _ in edfi.gets("/ed-fi/students") if "studentUniqueId" in q] == [["604822"]]
 
 
 def test_the_integer_cursor_is_the_newest_change_version_and_moves_only_with_a_published_run(
