@@ -191,6 +191,10 @@ class NotExposed(ProviderError):
     """A 404 for a whole resource: the API's profile or data standard version does not expose it."""
 
 
+class BadRequest(ProviderError):
+    """A 400: the API refused a parameter (some refuse ``limit=0``)."""
+
+
 class NotPermitted(ProviderError):
     """A 401 or 403 for a resource: this client's claim set (or its API profile) may not read it."""
 
@@ -292,7 +296,7 @@ class EdFiApi:
         """Why this client cannot read ``resource`` (a 404, or a 403 from its profile), or None if it can."""
         url = f"{self.data_url}ed-fi/{resource}"
         try:
-            self._get(url, {"limit": 1, "offset": 0}, resource)
+            self._peek(url, {}, resource)
         except NotExposed:
             return "not found (404)"
         except NotPermitted as exc:
@@ -345,7 +349,14 @@ class EdFiApi:
 
     def _count(self, url: str, window: dict[str, Any], what: str) -> int | None:
         """The listing's ``Total-Count`` (keyset pages carry none), asked for on its own."""
-        return _total(self._get(url, {"limit": 1, "offset": 0, "totalCount": "true", **window}, what), None)
+        return _total(self._peek(url, {"totalCount": "true", **window}, what), None)
+
+    def _peek(self, url: str, params: Mapping[str, Any], what: str) -> requests.Response:
+        """A request that reads no items (``limit=0``, as edfi-api-client counts); one item where 0 is refused (400)."""
+        try:
+            return self._get(url, {**params, "limit": 0, "offset": 0}, what)
+        except BadRequest:
+            return self._get(url, {**params, "limit": 1, "offset": 0}, what)
 
     def _token_pages(self, url: str, window: dict[str, Any], what: str) -> Iterator[list[Mapping[str, Any]]]:
         """Keyset pages (ODS/API 7): a start token from ``/partitions``, then each ``Next-Page-Token``."""
@@ -378,6 +389,9 @@ class EdFiApi:
         if response.status_code in (401, 403):
             raise NotPermitted(self.name, url, f"not allowed to read {what} ({response.status_code})",
                                 "ask the API's operator to give this client's claim set read access to it")
+        if response.status_code == 400:
+            raise BadRequest(self.name, url, f"{what}: answered 400 (bad request)",
+                             "tell the API's operator which request was refused")
         if response.status_code >= 400:
             raise ProviderError(self.name, url, f"answered {response.status_code}",
                                 "if use_snapshot is on, the API may have no snapshot: turn it off or ask for one")

@@ -39,6 +39,7 @@ class EdFiState:
     secret: str = "edfi-s3cret"
     data_standard: str = "5.2.0"
     max_limit: int = 500
+    min_limit: int = 0  # 1: limit=0 is refused with 400, as some API versions validate it (1 to 500)
     deletes_with_keys: bool = True  # False: /deletes answer id and changeVersion only (ODS/API before 5.3)
     total_skew: dict[str, int] = field(default_factory=dict)  # resource -> added to Total-Count
     change_queries: bool = True  # False: an operator turned change queries off (availableChangeVersions is 404)
@@ -164,6 +165,9 @@ class Handler(BaseHTTPRequestHandler):
             following = {"Next-Page-Token": page_token(start + size)} if start + size < len(rows) else {}
             return self._send(200, rows[start:start + size], following)
         offset, limit = int(query.get("offset", ["0"])[0]), min(int(query.get("limit", ["25"])[0]), self.state.max_limit)
+        if limit < self.state.min_limit:
+            return self._send(400, {"message": f"Limit must be omitted or set to a value between {self.state.min_limit} "
+                                               f"and {self.state.max_limit}."})
         headers = {}
         if query.get("totalCount") == ["true"]:
             headers["Total-Count"] = str(len(rows) + self.state.total_skew.get(resource, 0))

@@ -386,3 +386,22 @@ def test_keyset_paging_follows_next_page_tokens_and_still_checks_the_total(edfi:
         list(connect(edfi, instance, paging="keyset").iter_records("students", None))
     with pytest.raises(ConfigError, match="paging"):
         connect(edfi, instance, paging="cursor")
+
+
+def test_keyset_paging_counts_without_reading_an_item_and_asks_partitions_for_the_start_token(
+    edfi: EdFiProvider, instance: Settings
+) -> None:
+    everything(connect(edfi, instance, paging="keyset", page_size=1), ("students",))
+    (count,) = [q for path, q, _ in edfi.gets("/ed-fi/students") if path.endswith("/students") and "totalCount" in q]
+    assert (count["limit"], count["totalCount"]) == (["0"], ["true"])  # the count carries no student
+    (_, partitions, _), = edfi.gets("/ed-fi/students/partitions")
+    assert partitions == {"number": ["1"]}
+
+
+def test_an_api_refusing_limit_0_is_counted_and_probed_with_one_item(edfi: EdFiProvider, instance: Settings) -> None:
+    edfi.state.min_limit = 1  # 400 for limit=0
+    connector = connect(edfi, instance, paging="keyset")
+    assert len(everything(connector, ("students", "assignments"))["students"]) == 2
+    limits = [q["limit"] for path, q, _ in edfi.gets("/ed-fi/students") if path.endswith("/students") and "limit" in q]
+    assert limits == [["0"], ["1"]]
+    assert connector.warnings() == []  # the optional gradebook was probed and found, despite the 400 for limit=0
