@@ -292,15 +292,22 @@ def _try_activate(form: ActivateForm) -> str | None:
     settings, portal = context.settings(), db.portal()
     ip = context.client_ip()
     now = utcnow()
-    if activation.attempts_locked(portal, ip, now):
+    # Counted first, in the request's transaction: the counted row stays locked until the
+    # commit, so parallel attempts from one address are tried one after another, each seeing
+    # the others' counts (a refused claim rolls back only its own savepoint).
+    if activation.take_attempt(portal, settings, ip, now) is not None:
+        portal.commit()
         return _("Too many codes were tried from here. Try again later, or ask your school for help.")
     try:
-        return _redeem(form)
+        unfinished = _redeem(form)
     except (activation.CodeRefused, accounts.AccountError) as refused:
-        activation.count_refused_attempt(portal, settings, ip, now)
+        activation.attempt_refused(portal, settings, ip, now)
         portal.commit()
         context.record("activation.refused", reason=getattr(refused, "reason", "account"))
         return _code_message(refused) if isinstance(refused, activation.CodeRefused) else str(refused)
+    activation.attempt_succeeded(portal, ip)
+    portal.commit()
+    return unfinished
 
 
 def _redeem(form: ActivateForm) -> str | None:

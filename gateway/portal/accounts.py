@@ -199,6 +199,24 @@ def give_back_login_attempt(session: Session, key: str, ip: str) -> None:
     _give_back(session, "login_ip", ip)
 
 
+def take_attempt(session: Session, scope: str, key: str, now: dt.datetime, limit: int, window: dt.timedelta,
+                 lockout: dt.timedelta) -> dt.datetime | None:
+    """Count one attempt of any throttled kind before it is tried (see ``take_login_attempt``);
+    the lockout's end if it may not be tried."""
+    return _take(session, scope, key, now, limit, window, lockout)
+
+
+def attempt_refused(session: Session, scope: str, key: str, now: dt.datetime, limit: int,
+                    lockout: dt.timedelta) -> dt.datetime | None:
+    """A taken attempt was refused: it stays counted, and reaching the limit starts the lockout."""
+    return _lock_if_reached(session, scope, key, now, limit, lockout)
+
+
+def give_back_attempt(session: Session, scope: str, key: str) -> None:
+    """A taken attempt that succeeded, or was no attempt at all: it no longer counts."""
+    _give_back(session, scope, key)
+
+
 def _take(session: Session, scope: str, key: str, now: dt.datetime, limit: int, window: dt.timedelta,
           lockout: dt.timedelta) -> dt.datetime | None:
     _ensure_throttle(session, scope, key, now)

@@ -145,18 +145,28 @@ def check(session: Session, text: str, now: dt.datetime | None = None) -> Activa
     return row
 
 
-def attempts_locked(session: Session, ip: str, now: dt.datetime) -> dt.datetime | None:
-    """Until when this address may try no codes (None: it may)."""
-    return accounts.locked_until(session, "code_ip", ip, now)
-
-
-def count_refused_attempt(session: Session, settings: Settings, ip: str, now: dt.datetime) -> None:
-    """Count a refused attempt against the address, whatever the reason: a wrong code, but
-    also a taken username or a weak password on a good one. A refused claim leaves a good
-    code unused, so without this one code would answer "is this name taken?" without end."""
+def take_attempt(session: Session, settings: Settings, ip: str, now: dt.datetime) -> dt.datetime | None:
+    """Count an activation attempt against the address BEFORE it is tried; the lockout's end
+    if it may not be tried (None: it may). Counting first, atomically, holds a burst of
+    parallel requests to the limit: of a burst, only attempts numbered up to it are tried.
+    The claim that follows runs in a savepoint, so a refusal keeps the count."""
     sec = settings.security
     window = dt.timedelta(minutes=sec.code_window_minutes)
-    accounts.record_failure(session, "code_ip", ip, now, sec.code_max_attempts, window, window)
+    return accounts.take_attempt(session, "code_ip", ip, now, sec.code_max_attempts, window, window)
+
+
+def attempt_refused(session: Session, settings: Settings, ip: str, now: dt.datetime) -> None:
+    """A taken attempt was refused, whatever the reason: a wrong code, but also a taken
+    username or a weak password on a good one. A refused claim leaves a good code unused, so
+    without this one code would answer "is this name taken?" without end."""
+    sec = settings.security
+    window = dt.timedelta(minutes=sec.code_window_minutes)
+    accounts.attempt_refused(session, "code_ip", ip, now, sec.code_max_attempts, window)
+
+
+def attempt_succeeded(session: Session, ip: str) -> None:
+    """A taken attempt redeemed its code (or was a form left incomplete): it no longer counts."""
+    accounts.give_back_attempt(session, "code_ip", ip)
 
 
 DENIED = "This code cannot be used. Contact the Student Accounting Department."

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.db import create_rw_engine
+from gateway.demo.sis import DemoSummary
 from gateway.portal.accounts import create_user, token_hash
 from gateway.portal.models import RecoveryToken, User
 from gateway.replica.dbtypes import utcnow
@@ -27,8 +28,10 @@ from gateway.security.crypto import FieldCipher
 from gateway.security.keys import load_keys
 from gateway.settings import Settings
 
+from web import create_app
+
 from .browser.conftest import LiveServer
-from .conftest import PASSWORD
+from .conftest import PASSWORD, issue_code
 
 BROWSERS = 6
 NEW_PASSWORD = "seven quiet herons over the marsh"
@@ -131,3 +134,38 @@ def test_one_reset_link_opened_by_six_browsers_at_once_sets_exactly_one_password
     answers = all_at_once(senders)
     assert all(r.status_code < 500 for r in answers), [r.status_code for r in answers]
     assert sum(r.status_code == 302 and r.headers["Location"].startswith("/login") for r in answers) == 1
+
+
+@pytest.fixture(params=["district", "pg_district"])
+def district_served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Settings, DemoSummary]]:
+    """The demo district served on loopback, on SQLite and on PostgreSQL."""
+    if request.param == "pg_district":
+        request.node.add_marker(pytest.mark.postgres)
+    settings, summary = request.getfixturevalue(request.param)
+    server = LiveServer(lambda _url: create_app(settings))
+    yield server.url, settings, summary
+    server.stop()
+
+
+def test_a_burst_of_taken_name_probes_on_one_good_code_is_held_to_the_address_limit(
+        district_served: tuple[str, Settings, DemoSummary]) -> None:
+    """Attack review of issue 13, round 2 (V1): the attempt used to be counted only after the
+    claim, so 25 browsers sending one good code with a taken name at once were nearly all told
+    "taken". Counted first, at most code_max_attempts of them are tried."""
+    base, settings, summary = district_served
+    with portal(settings) as session:
+        create_user(session, settings, username="target.admin", password=PASSWORD, role="admin", display_name="A")
+        session.commit()
+    case = summary.cases["transfer"]
+    code = issue_code(settings, "guardian", case["pupil_id"], case["contact_id"])
+    senders = []
+    for _ in range(25):
+        browser = requests.Session()
+        token = form_token(browser, f"{base}/activate")
+        senders.append(lambda b=browser, t=token: b.post(f"{base}/activate", allow_redirects=False, data={
+            "csrf_token": t, "code": code, "username": "target.admin", "password": PASSWORD, "responsibilities": "y"}))
+    answers = all_at_once(senders)
+    assert all(r.status_code < 500 for r in answers), [r.status_code for r in answers]
+    told = sum("taken" in r.text for r in answers)
+    assert 1 <= told <= settings.security.code_max_attempts, told
+    assert sum("Too many codes were tried from here" in r.text for r in answers) == 25 - told
