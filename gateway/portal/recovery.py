@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import mail
+from gateway.db import rowcount
 from gateway.portal.accounts import (AccountError, end_all_sessions, find_user, locked_until, record_failure, token_hash)
 from gateway.replica.dbtypes import utcnow
 from gateway.security.passwords import hasher_for, problems
@@ -101,7 +102,7 @@ def _claim(session: Session, token_id: int) -> bool:
                            .where(RecoveryToken.id == token_id, RecoveryToken.used_at.is_(None),
                                   RecoveryToken.revoked_at.is_(None), RecoveryToken.expires_at > now)
                            .values(used_at=now).execution_options(synchronize_session=False))
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def _revoke_outstanding(session: Session, user_id: int) -> None:

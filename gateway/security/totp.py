@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import rowcount
 from gateway.security.crypto import FieldCipher
 from gateway.replica.dbtypes import utcnow
 from gateway.portal.models import RecoveryCode, User
@@ -80,9 +81,9 @@ def claim_step(session: Session, user: User, step: int) -> bool:
     done = session.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
                                                                        User.totp_last_step < step))
                            .values(totp_last_step=step).execution_options(synchronize_session=False))
-    if done.rowcount == 1:  # type: ignore[attr-defined]
+    if rowcount(done) == 1:
         user.totp_last_step = step
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def enroll(session: Session, cipher: FieldCipher, user: User, secret: str, step: int) -> list[str] | None:
@@ -93,7 +94,7 @@ def enroll(session: Session, cipher: FieldCipher, user: User, secret: str, step:
     sealed = cipher.encrypt(secret, CONTEXT)
     done = session.execute(update(User).where(User.id == user.id, User.totp_secret.is_(None))
                            .values(totp_secret=sealed, totp_last_step=step).execution_options(synchronize_session=False))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(done) != 1:
         return None
     user.totp_secret, user.totp_last_step = sealed, step
     session.execute(update(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
@@ -113,7 +114,7 @@ def use_recovery_code(session: Session, user: User, code: str) -> bool:
                                                       RecoveryCode.code_hash == _hash(code.strip().lower()),
                                                       RecoveryCode.used_at.is_(None))
                            .values(used_at=utcnow()).execution_options(synchronize_session=False))
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def _hash(code: str) -> str:
